@@ -1,0 +1,148 @@
+"""The `ingest` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from ingest import config as config_mod
+
+DESCRIPTION = """\
+Ingests telemetry of Guizhou's smart-infrastructure fleet (small-reservoir stations,
+overhead-line monitors, EV chargers, data-centre meters) from MQTT into
+PostgreSQL/TimescaleDB, and rolls it up into the new-infrastructure plan's indicators.
+
+Settings come from a TOML file (--config or $INGEST_CONFIG) and INGEST_* environment
+variables, e.g. INGEST_MQTT_URL=mqtt://127.0.0.1:1883 and
+INGEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ingest. See
+docs/configuration.md for every setting.
+"""
+
+
+def _load(args: argparse.Namespace) -> config_mod.Config:
+    try:
+        return config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"ingest: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ingest import service
+
+    cfg = _load(args)
+    _logging(cfg.log_level)
+    _use_uvloop()
+    asyncio.run(service.run(cfg))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ingest import migrate
+
+    if args.print_sql:
+        print(migrate.render(timescale=args.print_sql == "timescale"))
+        return 0
+    cfg = _load(args)
+    _logging(cfg.log_level)
+
+    async def go() -> list[str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        try:
+            use = {"auto": None, "timescale": True, "plain": False}[args.mode]
+            return await migrate.migrate(conn, use)
+        finally:
+            await conn.close()
+
+    try:
+        done = asyncio.run(go())
+    except OSError as exc:
+        print(f"ingest migrate: cannot reach the database ({exc})", file=sys.stderr)
+        return 1
+    print(f"applied: {', '.join(done)}" if done else "database is up to date")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(
+        f"configuration is valid: mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"group {cfg.mqtt.group}, database {cfg.database.url.split('@')[-1]}"
+    )
+    return 0
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional speed-up
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ingest",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", "-c", help="TOML settings file (default: $INGEST_CONFIG)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the ingest worker (MQTT → database, /metrics)",
+        description="Run one ingest worker until SIGINT/SIGTERM. It migrates "
+        "the database first (database.migrate_on_start), subscribes to the shared "
+        "subscription, and serves /metrics and /healthz on http.host:http.port.",
+    )
+    run.set_defaults(func=cmd_run)
+
+    mig = sub.add_parser(
+        "migrate",
+        help="apply the database migrations",
+        description="Apply pending SQL migrations (safe to re-run). With the "
+        "TimescaleDB extension available, tables become hypertables with "
+        "compression, continuous aggregates and retention.",
+    )
+    mig.add_argument(
+        "--mode",
+        choices=("auto", "timescale", "plain"),
+        default="auto",
+        help="use TimescaleDB features: auto-detect (default), force, or never",
+    )
+    mig.add_argument(
+        "--print-sql",
+        choices=("timescale", "plain"),
+        help="print the SQL that would run for that variant, and exit",
+    )
+    mig.set_defaults(func=cmd_migrate)
+
+    chk = sub.add_parser(
+        "check-config",
+        help="validate the settings and exit",
+        description="Load and validate the settings without connecting.",
+    )
+    chk.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

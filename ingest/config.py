@@ -1,0 +1,296 @@
+"""Configuration: typed settings from a TOML file and `INGEST_*` environment variables.
+
+Validation touches no network. Every error names the setting (`mqtt.url`, or the
+environment variable it came from) and says what is wrong. Unknown keys are errors.
+Precedence: defaults < file < environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has a bad value; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    url: str = "mqtt://127.0.0.1:1883"
+    prefix: str = "gz"
+    group: str = "ingest"  # shared-subscription group: workers in a group split the load
+    client_id: str = "ingest-1"  # fixed, so the broker keeps the session across restarts
+    session_expiry_s: int = 86400
+    receive_maximum: int = 65535  # in-flight window; must exceed batch.max_rows
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def username(self) -> str | None:
+        user = urlsplit(self.url).username
+        return unquote(user) if user else None
+
+    @property
+    def password(self) -> str | None:
+        pw = urlsplit(self.url).password
+        return unquote(pw) if pw else None
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = "postgresql://postgres@127.0.0.1:5432/ingest"
+    connect_timeout_s: float = 5.0
+    retry_max_s: float = 10.0  # ceiling of the backoff while the database is down
+    migrate_on_start: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    max_rows: int = 5000  # flush when a batch holds this many messages
+    max_age_ms: int = 200  # ... or when its oldest message is this old
+    max_pending: int = 4  # batches waiting for the writer before intake pauses
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptConfig:
+    future_skew_s: int = 300  # reject readings stamped further ahead than this
+    horizon_days: float = 400.0  # reject readings older than this
+    registry_resolution_s: int = 30  # last_seen is written at most this often per device
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str
+    role: str  # "read" or "admin"
+    sha256: str  # hex digest of the bearer token
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tokens: tuple[Token, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    accept: AcceptConfig = field(default_factory=AcceptConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log_level: str = "INFO"
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "mqtt": MqttConfig,
+    "database": DatabaseConfig,
+    "batch": BatchConfig,
+    "accept": AcceptConfig,
+    "http": HttpConfig,
+}
+
+T = TypeVar("T")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _coerce(where: str, kind: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into `kind`, or raise naming `where`."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return value
+    if kind == tuple[Token, ...]:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of {{name, role, sha256}} tables")
+        tokens = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or set(item) != {"name", "role", "sha256"}:
+                raise ConfigError(f"{where}[{i}]: expected keys name, role, sha256")
+            if item["role"] not in ("read", "admin"):
+                raise ConfigError(f"{where}[{i}].role: expected read or admin")
+            digest = str(item["sha256"]).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ConfigError(f"{where}[{i}].sha256: expected 64 hex digits")
+            tokens.append(Token(str(item["name"]), item["role"], digest))
+        return tuple(tokens)
+    raise ConfigError(f"{where}: unsupported setting type {kind}")  # pragma: no cover
+
+
+def _build(section: str, cls: type[T], values: Mapping[str, Any], origin: Mapping[str, str]) -> T:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in values.items():
+        where = origin.get(key, f"{section}.{key}")
+        if key not in names:
+            raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(where, hints[key], value)
+    return cls(**kwargs)
+
+
+def _check(cfg: Config) -> None:
+    def need(ok: bool, where: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{where}: {what}")
+
+    m = cfg.mqtt
+    parts = urlsplit(m.url)
+    need(parts.scheme in ("mqtt", "mqtts"), "mqtt.url", f"scheme must be mqtt or mqtts: {m.url!r}")
+    need(bool(parts.hostname), "mqtt.url", f"no host in {m.url!r}")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError:
+        raise ConfigError(f"mqtt.url: bad port in {m.url!r}") from None
+    need(bool(m.prefix) and not set("+#/") & set(m.prefix), "mqtt.prefix", "no '/', '+', '#'")
+    need(bool(m.group) and not set("+#/") & set(m.group), "mqtt.group", "no '/', '+', '#'")
+    need(0 < len(m.client_id) <= 128, "mqtt.client_id", "1 to 128 characters")
+    need(0 <= m.session_expiry_s <= 0xFFFFFFFF, "mqtt.session_expiry_s", "0 to 4294967295")
+    need(1 <= m.receive_maximum <= 65535, "mqtt.receive_maximum", "1 to 65535")
+    need(m.keepalive_s >= 5, "mqtt.keepalive_s", "at least 5")
+    need(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", "0 < min <= max")
+    db = urlsplit(cfg.database.url)
+    need(
+        db.scheme in ("postgres", "postgresql"),
+        "database.url",
+        f"must be a postgresql:// URL, got {cfg.database.url!r}",
+    )
+    b = cfg.batch
+    need(1 <= b.max_rows <= 100_000, "batch.max_rows", "1 to 100000")
+    need(1 <= b.max_age_ms <= 60_000, "batch.max_age_ms", "1 to 60000")
+    need(1 <= b.max_pending <= 64, "batch.max_pending", "1 to 64")
+    need(
+        b.max_rows < m.receive_maximum,
+        "batch.max_rows",
+        f"must be below mqtt.receive_maximum ({m.receive_maximum}): acknowledgement waits for "
+        "the commit, so a batch larger than the in-flight window could never fill",
+    )
+    a = cfg.accept
+    need(a.future_skew_s >= 0, "accept.future_skew_s", "not negative")
+    need(a.horizon_days > 0, "accept.horizon_days", "positive")
+    need(a.registry_resolution_s >= 0, "accept.registry_resolution_s", "not negative")
+    need(0 <= cfg.http.port <= 65535, "http.port", "0 (any free port) to 65535")
+    need(
+        cfg.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+        "log_level",
+        "DEBUG, INFO, WARNING or ERROR",
+    )
+
+
+# Environment variables that are not `INGEST_<SECTION>_<KEY>`.
+_ENV_ALIASES = {
+    "INGEST_MQTT_URL": ("mqtt", "url"),
+    "INGEST_DATABASE_URL": ("database", "url"),
+    "INGEST_LOG_LEVEL": ("", "log_level"),
+}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, value in env.items():
+        if not name.startswith("INGEST_") or name == "INGEST_CONFIG":
+            continue
+        if name in _ENV_ALIASES:
+            section, key = _ENV_ALIASES[name]
+        else:
+            rest = name[len("INGEST_") :].lower()
+            section, _, key = rest.partition("_")
+            if section not in _SECTIONS or not key:
+                raise ConfigError(
+                    f"{name}: unknown environment setting "
+                    f"(expected INGEST_<{'|'.join(s.upper() for s in _SECTIONS)}>_<KEY>)"
+                )
+        out.setdefault(section, {})[key] = (value, name)
+    return out
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load settings from `path` (or $INGEST_CONFIG) and the environment."""
+    env = os.environ if env is None else env
+    path = path or env.get("INGEST_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p}: {exc}") from None
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    origin: dict[str, dict[str, str]] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a [{key}] table")
+            sections[key] = dict(value)
+        elif key == "log_level":
+            top[key] = value
+        else:
+            raise ConfigError(f"{key}: unknown setting (known: {', '.join([*_SECTIONS, 'log_level'])})")
+    for section, items in _from_env(env).items():
+        for key, (value, name) in items.items():
+            if section == "":
+                top[key] = value
+            else:
+                sections.setdefault(section, {})[key] = value
+                origin.setdefault(section, {})[key] = name
+    built = {
+        name: _build(name, cls, sections.get(name, {}), origin.get(name, {}))
+        for name, cls in _SECTIONS.items()
+    }
+    log_level = _coerce("log_level", str, top.get("log_level", "INFO")).upper()
+    cfg = Config(log_level=log_level, **built)
+    _check(cfg)
+    return cfg

@@ -1,0 +1,50 @@
+"""Dispatch: topic → adapter → decoded message, with the acceptance window on time.
+Pure: the caller passes the reception time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from adapters import Adapter, Decoded, DecodeError
+from ingest import topics
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        adapters: Iterable[Adapter],
+        prefix: str,
+        future_skew: timedelta,
+        horizon: timedelta,
+    ) -> None:
+        self.prefix = prefix
+        self.future_skew = future_skew
+        self.horizon = horizon
+        self._by_key = {(a.device_class.name, a.channel): a for a in adapters}
+        self._classes = {name for name, _ in self._by_key}
+
+    @property
+    def classes(self) -> frozenset[str]:
+        return frozenset(self._classes)
+
+    def decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded:
+        """Decode one message or raise DecodeError with the reason."""
+        t = topics.parse(topic, self.prefix)
+        adapter = self._by_key.get((t.device_class, t.channel))
+        if adapter is None:
+            if t.device_class not in self._classes:
+                raise DecodeError("unknown_class", f"no device class {t.device_class!r}")
+            raise DecodeError("unknown_channel", f"{t.device_class} has no channel {t.channel!r}")
+        decoded = adapter.decode(t, payload, received_at)
+        if decoded.status is None:
+            ts = decoded.ts
+            if ts - received_at > self.future_skew:
+                raise DecodeError(
+                    "future_timestamp", f"ts {ts.isoformat()} is ahead of reception {received_at.isoformat()}"
+                )
+            if received_at - ts > self.horizon:
+                raise DecodeError(
+                    "too_old", f"ts {ts.isoformat()} is older than the {self.horizon.days}-day horizon"
+                )
+        return decoded

@@ -1,0 +1,101 @@
+"""Device registry: which device touches a batch must write, and the batched upsert.
+
+A device is written on its first message seen by this worker, when its hints or
+status change, and otherwise at most once per `resolution` for its last-seen time:
+the registry is updated in batches, never per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ingest.batch import DeviceTouch
+
+UPSERT = """
+INSERT INTO devices AS d (device_id, class, first_seen, last_seen, last_ts, region, site, name,
+                          meta, status, status_at, automated_at)
+SELECT u.device_id, u.class, u.first_seen, u.last_seen, u.last_ts,
+       u.meta::jsonb ->> 'region', u.meta::jsonb ->> 'site', u.meta::jsonb ->> 'name',
+       COALESCE(u.meta::jsonb, '{}'), u.status, u.status_at, u.automated_at
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
+            $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+     AS u(device_id, class, first_seen, last_seen, last_ts, meta, status, status_at, automated_at)
+ORDER BY u.device_id
+ON CONFLICT (device_id) DO UPDATE SET
+    first_seen = LEAST(d.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+    last_ts = GREATEST(d.last_ts, EXCLUDED.last_ts),
+    meta = d.meta || EXCLUDED.meta,
+    region = CASE WHEN d.provisioned THEN d.region ELSE COALESCE(EXCLUDED.region, d.region) END,
+    site = CASE WHEN d.provisioned THEN d.site ELSE COALESCE(EXCLUDED.site, d.site) END,
+    name = CASE WHEN d.provisioned THEN d.name ELSE COALESCE(EXCLUDED.name, d.name) END,
+    status = CASE WHEN EXCLUDED.status_at IS NOT NULL
+                   AND (d.status_at IS NULL OR EXCLUDED.status_at >= d.status_at)
+                  THEN EXCLUDED.status ELSE d.status END,
+    status_at = GREATEST(d.status_at, EXCLUDED.status_at),
+    automated_at = LEAST(d.automated_at, EXCLUDED.automated_at)
+"""
+
+
+@dataclass(slots=True)
+class _Known:
+    last_seen: datetime
+    meta: dict[str, Any] | None
+    automated: bool
+
+
+class RegistryCache:
+    """What this worker has already written for each device."""
+
+    def __init__(self, resolution: timedelta) -> None:
+        self.resolution = resolution
+        self._known: dict[str, _Known] = {}
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def due(self, touches: Mapping[str, DeviceTouch]) -> list[tuple[str, DeviceTouch]]:
+        """The touches that must be written, sorted by device id (lock order)."""
+        out = []
+        for dev, t in touches.items():
+            k = self._known.get(dev)
+            if (
+                k is None
+                or t.status is not None
+                or (t.meta is not None and t.meta != k.meta)
+                or (t.automated_at is not None and not k.automated)
+                or t.last_seen - k.last_seen >= self.resolution
+            ):
+                out.append((dev, t))
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def committed(self, written: list[tuple[str, DeviceTouch]]) -> None:
+        for dev, t in written:
+            k = self._known.get(dev)
+            meta = t.meta if t.meta is not None else (k.meta if k else None)
+            automated = t.automated_at is not None or (k is not None and k.automated)
+            self._known[dev] = _Known(t.last_seen, meta, automated)
+
+    def forget(self) -> None:
+        self._known.clear()
+
+
+def upsert_args(written: list[tuple[str, DeviceTouch]]) -> tuple[list[Any], ...]:
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+    for dev, t in written:
+        cols[0].append(dev)
+        cols[1].append(t.device_class)
+        cols[2].append(t.first_seen)
+        cols[3].append(t.last_seen)
+        cols[4].append(t.last_ts)
+        cols[5].append(orjson.dumps(t.meta).decode() if t.meta else None)
+        cols[6].append(t.status)
+        cols[7].append(t.status_at)
+        cols[8].append(t.automated_at)
+    return cols

@@ -1,0 +1,108 @@
+"""Wiring: builds the pipeline, the MQTT source and the HTTP server from a Config,
+and runs them until asked to stop. The only place where the parts meet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from ingest.config import Config
+from ingest.http import AppContext, make_app
+from ingest.metrics import ServiceMetrics
+from ingest.migrate import migrate
+from ingest.mqtt import MqttSource
+from ingest.pipeline import Pipeline
+from ingest.writer import TRANSIENT
+
+log = logging.getLogger(__name__)
+
+
+async def connect_db(cfg: Config) -> Any:
+    return await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+
+
+async def wait_and_migrate(cfg: Config) -> None:
+    """Migrate at start, waiting for the database if it is not up yet."""
+    delay = 0.2
+    while True:
+        try:
+            conn = await connect_db(cfg)
+        except TRANSIENT as exc:
+            log.warning("database not reachable (%s); retry in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cfg.database.retry_max_s)
+            continue
+        try:
+            await migrate(conn)
+            return
+        finally:
+            await conn.close()
+
+
+class Service:
+    def __init__(self, cfg: Config, writers: int = 2) -> None:
+        self.cfg = cfg
+        self.metrics = ServiceMetrics()
+        self.pipeline = Pipeline(cfg, lambda: connect_db(cfg), self.metrics, writers=writers)
+        self.source = MqttSource(cfg.mqtt, self.pipeline.on_message, self.metrics)
+        self.pipeline.source = self.source
+        self.started = time.time()
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+        self.ready = asyncio.Event()
+
+    def health(self) -> dict[str, Any]:
+        ok = self.source.connected
+        return {
+            "status": "ok" if ok else "degraded",
+            "mqtt_connected": self.source.connected,
+            "pending_messages": self.pipeline.pending_messages,
+            "committed_messages": self.pipeline.committed_messages,
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        if self.cfg.database.migrate_on_start:
+            await wait_and_migrate(self.cfg)
+        ctx = AppContext(self.cfg, self.metrics.registry, health=self.health)
+        app = make_app(ctx)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.http.host, self.cfg.http.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.http_port = server.sockets[0].getsockname()[1]
+        log.info("HTTP on http://%s:%s (/metrics, /healthz)", self.cfg.http.host, self.http_port)
+        self.pipeline.start()
+        mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
+        self.ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping: committing what was received")
+            self.source.pause()
+            await self.pipeline.stop()
+            await self.source.stop()
+            mqtt_task.cancel()
+            await asyncio.gather(mqtt_task, return_exceptions=True)
+            await self._runner.cleanup()
+            log.info("stopped; %d messages committed", self.pipeline.committed_messages)
+
+
+async def run(cfg: Config) -> None:
+    service = Service(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop)
+    await service.run()

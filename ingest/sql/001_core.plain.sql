@@ -1,0 +1,246 @@
+-- 001 core, plain PostgreSQL: hourly and daily rollups as ordinary views with the
+-- same names and columns as the TimescaleDB continuous aggregates.
+
+CREATE OR REPLACE VIEW readings_reservoir_hourly AS
+SELECT
+    date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    avg(rain_5min_mm) AS rain_5min_mm_avg,
+    min(rain_5min_mm) AS rain_5min_mm_min,
+    max(rain_5min_mm) AS rain_5min_mm_max,
+    avg(rain_1h_mm) AS rain_1h_mm_avg,
+    min(rain_1h_mm) AS rain_1h_mm_min,
+    max(rain_1h_mm) AS rain_1h_mm_max,
+    min(rain_cum_mm) AS rain_cum_mm_min,
+    max(rain_cum_mm) AS rain_cum_mm_max,
+    avg(level_m) AS level_m_avg,
+    min(level_m) AS level_m_min,
+    max(level_m) AS level_m_max,
+    avg(seepage_pressure_m) AS seepage_pressure_m_avg,
+    min(seepage_pressure_m) AS seepage_pressure_m_min,
+    max(seepage_pressure_m) AS seepage_pressure_m_max,
+    avg(seepage_flow_lps) AS seepage_flow_lps_avg,
+    min(seepage_flow_lps) AS seepage_flow_lps_min,
+    max(seepage_flow_lps) AS seepage_flow_lps_max,
+    avg(displacement_mm) AS displacement_mm_avg,
+    min(displacement_mm) AS displacement_mm_min,
+    max(displacement_mm) AS displacement_mm_max,
+    avg(battery_v) AS battery_v_avg,
+    min(battery_v) AS battery_v_min,
+    max(battery_v) AS battery_v_max
+FROM readings_reservoir
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_reservoir_daily AS
+SELECT
+    (date_bin(INTERVAL '1 day', ts AT TIME ZONE 'Asia/Shanghai', TIMESTAMP '2000-01-01') AT TIME ZONE 'Asia/Shanghai') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    avg(rain_5min_mm) AS rain_5min_mm_avg,
+    min(rain_5min_mm) AS rain_5min_mm_min,
+    max(rain_5min_mm) AS rain_5min_mm_max,
+    avg(rain_1h_mm) AS rain_1h_mm_avg,
+    min(rain_1h_mm) AS rain_1h_mm_min,
+    max(rain_1h_mm) AS rain_1h_mm_max,
+    min(rain_cum_mm) AS rain_cum_mm_min,
+    max(rain_cum_mm) AS rain_cum_mm_max,
+    avg(level_m) AS level_m_avg,
+    min(level_m) AS level_m_min,
+    max(level_m) AS level_m_max,
+    avg(seepage_pressure_m) AS seepage_pressure_m_avg,
+    min(seepage_pressure_m) AS seepage_pressure_m_min,
+    max(seepage_pressure_m) AS seepage_pressure_m_max,
+    avg(seepage_flow_lps) AS seepage_flow_lps_avg,
+    min(seepage_flow_lps) AS seepage_flow_lps_min,
+    max(seepage_flow_lps) AS seepage_flow_lps_max,
+    avg(displacement_mm) AS displacement_mm_avg,
+    min(displacement_mm) AS displacement_mm_min,
+    max(displacement_mm) AS displacement_mm_max,
+    avg(battery_v) AS battery_v_avg,
+    min(battery_v) AS battery_v_min,
+    max(battery_v) AS battery_v_max
+FROM readings_reservoir
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_power_line_hourly AS
+SELECT
+    date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    avg(conductor_temp_c) AS conductor_temp_c_avg,
+    min(conductor_temp_c) AS conductor_temp_c_min,
+    max(conductor_temp_c) AS conductor_temp_c_max,
+    avg(ice_thickness_mm) AS ice_thickness_mm_avg,
+    min(ice_thickness_mm) AS ice_thickness_mm_min,
+    max(ice_thickness_mm) AS ice_thickness_mm_max,
+    avg(tension_n) AS tension_n_avg,
+    min(tension_n) AS tension_n_min,
+    max(tension_n) AS tension_n_max,
+    avg(windage_deg) AS windage_deg_avg,
+    min(windage_deg) AS windage_deg_min,
+    max(windage_deg) AS windage_deg_max,
+    avg(sag_m) AS sag_m_avg,
+    min(sag_m) AS sag_m_min,
+    max(sag_m) AS sag_m_max,
+    avg(wind_speed_ms) AS wind_speed_ms_avg,
+    min(wind_speed_ms) AS wind_speed_ms_min,
+    max(wind_speed_ms) AS wind_speed_ms_max,
+    avg(air_temp_c) AS air_temp_c_avg,
+    min(air_temp_c) AS air_temp_c_min,
+    max(air_temp_c) AS air_temp_c_max,
+    avg(humidity_pct) AS humidity_pct_avg,
+    min(humidity_pct) AS humidity_pct_min,
+    max(humidity_pct) AS humidity_pct_max,
+    avg(tilt_mm_per_m) AS tilt_mm_per_m_avg,
+    min(tilt_mm_per_m) AS tilt_mm_per_m_min,
+    max(tilt_mm_per_m) AS tilt_mm_per_m_max,
+    avg(battery_v) AS battery_v_avg,
+    min(battery_v) AS battery_v_min,
+    max(battery_v) AS battery_v_max
+FROM readings_power_line
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_power_line_daily AS
+SELECT
+    (date_bin(INTERVAL '1 day', ts AT TIME ZONE 'Asia/Shanghai', TIMESTAMP '2000-01-01') AT TIME ZONE 'Asia/Shanghai') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    avg(conductor_temp_c) AS conductor_temp_c_avg,
+    min(conductor_temp_c) AS conductor_temp_c_min,
+    max(conductor_temp_c) AS conductor_temp_c_max,
+    avg(ice_thickness_mm) AS ice_thickness_mm_avg,
+    min(ice_thickness_mm) AS ice_thickness_mm_min,
+    max(ice_thickness_mm) AS ice_thickness_mm_max,
+    avg(tension_n) AS tension_n_avg,
+    min(tension_n) AS tension_n_min,
+    max(tension_n) AS tension_n_max,
+    avg(windage_deg) AS windage_deg_avg,
+    min(windage_deg) AS windage_deg_min,
+    max(windage_deg) AS windage_deg_max,
+    avg(sag_m) AS sag_m_avg,
+    min(sag_m) AS sag_m_min,
+    max(sag_m) AS sag_m_max,
+    avg(wind_speed_ms) AS wind_speed_ms_avg,
+    min(wind_speed_ms) AS wind_speed_ms_min,
+    max(wind_speed_ms) AS wind_speed_ms_max,
+    avg(air_temp_c) AS air_temp_c_avg,
+    min(air_temp_c) AS air_temp_c_min,
+    max(air_temp_c) AS air_temp_c_max,
+    avg(humidity_pct) AS humidity_pct_avg,
+    min(humidity_pct) AS humidity_pct_min,
+    max(humidity_pct) AS humidity_pct_max,
+    avg(tilt_mm_per_m) AS tilt_mm_per_m_avg,
+    min(tilt_mm_per_m) AS tilt_mm_per_m_min,
+    max(tilt_mm_per_m) AS tilt_mm_per_m_max,
+    avg(battery_v) AS battery_v_avg,
+    min(battery_v) AS battery_v_min,
+    max(battery_v) AS battery_v_max
+FROM readings_power_line
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_charger_hourly AS
+SELECT
+    date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    min(energy_wh) AS energy_wh_min,
+    max(energy_wh) AS energy_wh_max,
+    avg(power_w) AS power_w_avg,
+    min(power_w) AS power_w_min,
+    max(power_w) AS power_w_max,
+    avg(current_a) AS current_a_avg,
+    min(current_a) AS current_a_min,
+    max(current_a) AS current_a_max,
+    avg(voltage_v) AS voltage_v_avg,
+    min(voltage_v) AS voltage_v_min,
+    max(voltage_v) AS voltage_v_max,
+    avg(soc_pct) AS soc_pct_avg,
+    min(soc_pct) AS soc_pct_min,
+    max(soc_pct) AS soc_pct_max,
+    avg(temp_c) AS temp_c_avg,
+    min(temp_c) AS temp_c_min,
+    max(temp_c) AS temp_c_max
+FROM readings_charger
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_charger_daily AS
+SELECT
+    (date_bin(INTERVAL '1 day', ts AT TIME ZONE 'Asia/Shanghai', TIMESTAMP '2000-01-01') AT TIME ZONE 'Asia/Shanghai') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    min(energy_wh) AS energy_wh_min,
+    max(energy_wh) AS energy_wh_max,
+    avg(power_w) AS power_w_avg,
+    min(power_w) AS power_w_min,
+    max(power_w) AS power_w_max,
+    avg(current_a) AS current_a_avg,
+    min(current_a) AS current_a_min,
+    max(current_a) AS current_a_max,
+    avg(voltage_v) AS voltage_v_avg,
+    min(voltage_v) AS voltage_v_min,
+    max(voltage_v) AS voltage_v_max,
+    avg(soc_pct) AS soc_pct_avg,
+    min(soc_pct) AS soc_pct_min,
+    max(soc_pct) AS soc_pct_max,
+    avg(temp_c) AS temp_c_avg,
+    min(temp_c) AS temp_c_min,
+    max(temp_c) AS temp_c_max
+FROM readings_charger
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_datacenter_hourly AS
+SELECT
+    date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    min(facility_energy_kwh) AS facility_energy_kwh_min,
+    max(facility_energy_kwh) AS facility_energy_kwh_max,
+    min(it_energy_kwh) AS it_energy_kwh_min,
+    max(it_energy_kwh) AS it_energy_kwh_max,
+    avg(facility_power_kw) AS facility_power_kw_avg,
+    min(facility_power_kw) AS facility_power_kw_min,
+    max(facility_power_kw) AS facility_power_kw_max,
+    avg(it_power_kw) AS it_power_kw_avg,
+    min(it_power_kw) AS it_power_kw_min,
+    max(it_power_kw) AS it_power_kw_max,
+    avg(racks_built) AS racks_built_avg,
+    min(racks_built) AS racks_built_min,
+    max(racks_built) AS racks_built_max,
+    avg(racks_in_service) AS racks_in_service_avg,
+    min(racks_in_service) AS racks_in_service_min,
+    max(racks_in_service) AS racks_in_service_max
+FROM readings_datacenter
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW readings_datacenter_daily AS
+SELECT
+    (date_bin(INTERVAL '1 day', ts AT TIME ZONE 'Asia/Shanghai', TIMESTAMP '2000-01-01') AT TIME ZONE 'Asia/Shanghai') AS bucket,
+    device_id,
+    point,
+    count(*) AS n,
+    min(facility_energy_kwh) AS facility_energy_kwh_min,
+    max(facility_energy_kwh) AS facility_energy_kwh_max,
+    min(it_energy_kwh) AS it_energy_kwh_min,
+    max(it_energy_kwh) AS it_energy_kwh_max,
+    avg(facility_power_kw) AS facility_power_kw_avg,
+    min(facility_power_kw) AS facility_power_kw_min,
+    max(facility_power_kw) AS facility_power_kw_max,
+    avg(it_power_kw) AS it_power_kw_avg,
+    min(it_power_kw) AS it_power_kw_min,
+    max(it_power_kw) AS it_power_kw_max,
+    avg(racks_built) AS racks_built_avg,
+    min(racks_built) AS racks_built_min,
+    max(racks_built) AS racks_built_max,
+    avg(racks_in_service) AS racks_in_service_avg,
+    min(racks_in_service) AS racks_in_service_min,
+    max(racks_in_service) AS racks_in_service_max
+FROM readings_datacenter
+GROUP BY 1, 2, 3;

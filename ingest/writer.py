@@ -1,0 +1,146 @@
+"""Writer: commits a batch to PostgreSQL in one transaction with COPY.
+
+The common path COPYs straight into the tables, whose unique keys make a repeated
+(device, point, time) fail the whole COPY. Only then, which happens after a
+redelivery, the batch is written again through a staging table with
+`INSERT … ON CONFLICT DO NOTHING`: duplicate-free batches never pay for
+deduplication (../shared/LIMITS.md: ~200k rows/s against ~125k).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from adapters import DeviceClass
+from ingest.batch import Batch, DeviceTouch
+from ingest.registry import UPSERT, upsert_args
+
+log = logging.getLogger(__name__)
+
+STATE_COLUMNS = ("device_id", "class", "ts", "point", "name", "value")
+DEAD_COLUMNS = ("received_at", "topic", "payload", "reason", "detail")
+
+# Errors after which the same batch may succeed on a new connection.
+TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    rows: int
+    deduplicated: bool
+    rejected_rows: int = 0
+
+
+class Writer:
+    """Knows the tables; holds no connection (the caller owns it)."""
+
+    def __init__(self, classes: Iterable[DeviceClass]) -> None:
+        self._tables = {c.name: c.table for c in classes}
+        self._columns = {c.name: ("device_id", "ts", "point", "seq", *c.columns) for c in classes}
+
+    async def write(self, conn: Any, batch: Batch, devices: list[tuple[str, DeviceTouch]]) -> WriteResult:
+        rows = batch.row_count + len(batch.dead)
+        try:
+            async with conn.transaction():
+                await self._copy(conn, batch, dedup=False)
+                await self._devices(conn, devices)
+            return WriteResult(rows, False)
+        except asyncpg.UniqueViolationError:
+            pass
+        async with conn.transaction():
+            await self._copy(conn, batch, dedup=True)
+            await self._devices(conn, devices)
+        return WriteResult(rows, True)
+
+    async def _devices(self, conn: Any, devices: list[tuple[str, DeviceTouch]]) -> None:
+        if devices:
+            await conn.execute(UPSERT, *upsert_args(devices))
+
+    async def _copy(self, conn: Any, batch: Batch, dedup: bool) -> None:
+        for cls, rows in batch.rows.items():
+            if rows:
+                await self._put(conn, self._tables[cls], self._columns[cls], rows, dedup)
+        if batch.states:
+            await self._put(conn, "state_events", STATE_COLUMNS, batch.states, dedup)
+        if batch.dead:
+            await conn.copy_records_to_table("dead_letters", records=batch.dead, columns=DEAD_COLUMNS)
+
+    async def _put(
+        self, conn: Any, table: str, columns: tuple[str, ...], rows: list[Any], dedup: bool
+    ) -> None:
+        if not dedup:
+            await conn.copy_records_to_table(table, records=rows, columns=columns)
+            return
+        stage = f"stage_{table}"
+        await conn.copy_records_to_table(stage, records=rows, columns=columns)
+        cols = ", ".join(columns)
+        await conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
+
+    async def prepare(self, conn: Any) -> None:
+        """Create this connection's staging tables (temporary: they live with it)."""
+        for table in [*self._tables.values(), "state_events"]:
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+
+    async def salvage(
+        self, conn: Any, batch: Batch, devices: list[tuple[str, DeviceTouch]], received_at: Any
+    ) -> WriteResult:
+        """PostgreSQL refused the batch for a reason other than a duplicate: write it
+        row by row, each in a savepoint, and dead-letter the rows it refuses with the
+        reason. Slow, and only ever taken after a refusal."""
+        refused: list[tuple[Any, ...]] = []
+        written = 0
+        async with conn.transaction():
+            targets: list[tuple[str, tuple[str, ...], list[Any]]] = [
+                (self._tables[c], self._columns[c], rows) for c, rows in batch.rows.items()
+            ]
+            targets.append(("state_events", STATE_COLUMNS, batch.states))
+            for table, columns, rows in targets:
+                marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+                for row in rows:
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(sql, *row)
+                        written += 1
+                    except asyncpg.PostgresError as exc:
+                        if isinstance(exc, TRANSIENT):
+                            raise
+                        text = repr(row).encode("utf-8", "backslashreplace")
+                        refused.append((received_at, table, text, "db_rejected", str(exc)))
+            for dead in [*batch.dead, *refused]:
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table("dead_letters", records=[dead], columns=DEAD_COLUMNS)
+                except asyncpg.PostgresError as exc:
+                    if isinstance(exc, TRANSIENT):
+                        raise
+                    safe = (
+                        dead[0],
+                        dead[1].encode("unicode_escape").decode(),
+                        dead[2],
+                        dead[3],
+                        dead[4].encode("unicode_escape").decode(),
+                    )
+                    await conn.copy_records_to_table("dead_letters", records=[safe], columns=DEAD_COLUMNS)
+                written += 1
+            await self._devices(conn, devices)
+        return WriteResult(written, True, len(refused))

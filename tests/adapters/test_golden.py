@@ -1,0 +1,31 @@
+"""Every golden case decodes to exactly its expected message, or fails with its reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters import REASONS, DecodeError
+from tests.adapters.golden import Case, as_json, dispatcher, load_cases
+
+CASES = load_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_golden(case: Case) -> None:
+    assert (case.expected is None) != (case.error is None), f"{case.id}: one of expected/error"
+    d = dispatcher()
+    if case.expected is not None:
+        assert as_json(d.decode(case.topic, case.payload, case.received_at)) == case.expected
+    else:
+        assert case.error is not None
+        with pytest.raises(DecodeError) as info:
+            d.decode(case.topic, case.payload, case.received_at)
+        assert info.value.reason == case.error["reason"]
+        assert info.value.reason in REASONS
+        assert case.error.get("detail_contains", "") in info.value.detail
+
+
+def test_every_reason_is_covered_by_a_case() -> None:
+    seen = {c.error["reason"] for c in CASES if c.error}
+    missing = set(REASONS) - seen - {"db_rejected", "bad_frame", "bad_checksum", "unsupported"}
+    assert not missing, f"no golden case for {sorted(missing)}"
