@@ -129,3 +129,61 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def _pg_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql (scripts/setup)")
+    return found[-1].parent
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, on a free loopback port, that the test
+    may stop and start. It runs as the `postgres` user when the test runs as root."""
+
+    dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(_pg_bindir() / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"
+        )
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-o", opts, "-w", "start"
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    d = Path(tempfile.mkdtemp(prefix="ingest-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(d, "postgres", "postgres")
+    pg = PrivatePostgres(d, free_port())
+    pg.init()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg.stop()
+        shutil.rmtree(d, ignore_errors=True)
