@@ -1,13 +1,16 @@
-"""MQTT source: paho-mqtt driven by the asyncio loop, MQTT v5, QoS 1, manual ack.
+"""MQTT source: an asyncio MQTT 5 subscriber, QoS 1, acknowledging after commit.
 
 Owns the connection only: it calls the sink with (topic, payload, token) and sends
-PUBACK when the pipeline hands tokens back after the commit. A persistent session
-(fixed client id, session expiry, clean_start false) keeps messages published while
-the worker is down; a shared subscription splits the load between workers; Receive
-Maximum sets the in-flight window, which must exceed a batch. Reconnects with
-backoff. A token is (connection generation, packet id): acknowledgements for a
-connection that is gone are dropped — the broker redelivers those messages, and
-the writer's idempotent path stores them once.
+PUBACK when the pipeline hands tokens back after the commit — all the acks of a batch
+in one write. A persistent session (fixed client id, session expiry, clean start
+off) keeps messages published while the worker is down; a shared subscription splits
+the load between workers; Receive Maximum sets the in-flight window, which must
+exceed a batch. Reconnects with backoff. A token is (connection generation, packet
+id): acknowledgements for a connection that is gone are dropped — the broker
+redelivers those messages, and the writer's idempotent path stores them once.
+
+The wire format lives in `mqtt_wire` (sans-I/O); docs/mqtt-client.md gives the
+measurements that made us write it instead of using paho-mqtt or gmqtt.
 """
 
 from __future__ import annotations
@@ -15,16 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
+import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
+from ingest import mqtt_wire as wire
 from ingest import topics
 from ingest.config import MqttConfig
 from ingest.metrics import ServiceMetrics
@@ -32,6 +31,41 @@ from ingest.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 Sink = Callable[[str, bytes, Any], None]
+SUBSCRIBE_ID = 1
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, source: MqttSource) -> None:
+        self.source = source
+        self.parser = wire.Parser()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_rx = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        try:
+            messages, events = self.parser.feed(data)
+        except wire.ProtocolError as exc:
+            log.error("MQTT protocol error from the broker: %s", exc)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        src = self.source
+        if events:
+            for ev in events:
+                src._event(ev)
+        if messages:
+            sink, gen = src._sink, src._generation
+            for topic, payload, pid in messages:
+                sink(topic, payload, (gen, pid))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class MqttSource:
@@ -42,130 +76,51 @@ class MqttSource:
         self._generation = 0
         self._paused = False
         self._stopping = False
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proto: _Protocol | None = None
         self._connected = asyncio.Event()
-        self._disconnected = asyncio.Event()
         self._subscribed = asyncio.Event()
+        self._connack: asyncio.Future[wire.ConnAck] | None = None
         self.session_present: bool | None = None
         self.filter = topics.subscription(cfg.prefix, cfg.group)
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id,
-            protocol=paho.MQTTv5,
-            manual_ack=True,
-        )
-        if cfg.username:
-            c.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls:
-            c.tls_set()
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
-        self._client = c
 
-    # ---- socket plumbing: paho's loop_read/loop_write driven by the event loop ----
+    # ---- events from the protocol ----
 
-    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(fn, *args)
-
-    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
-        self._threadsafe(self._attach, sock)
-
-    def _attach(self, sock: Any) -> None:
-        self._sock = sock
-        if not self._paused:
-            self._add_reader()
-
-    def _add_reader(self) -> None:
-        if self._sock is not None and self._loop is not None:
-            self._loop.add_reader(self._sock, self._client.loop_read)
-
-    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-        self._sock = None
-
-    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        self._threadsafe(self._add_writer, sock)
-
-    def _add_writer(self, sock: Any) -> None:
-        current = self._sock
-        if self._loop is not None and current is not None and sock is current:
-            self._loop.add_writer(current, self._client.loop_write)
-
-    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        if self._loop is not None:
-            self._loop.remove_writer(sock)
-
-    # ---- protocol events ----
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason)
-            return
-        self._generation += 1
-        self.session_present = bool(flags.session_present)
-        self._metrics.mqtt_connected.set(1)
-        self._metrics.mqtt_reconnects.inc()
-        log.info(
-            "connected to mqtt://%s:%d as %s (session %s); subscribing to %s",
-            self.cfg.host,
-            self.cfg.port,
-            self.cfg.client_id,
-            "resumed" if flags.session_present else "new",
-            self.filter,
-        )
-        client.subscribe(self.filter, options=SubscribeOptions(qos=1))
-        self._disconnected.clear()
-        self._connected.set()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        for r in reasons:
-            if r.is_failure:
-                log.error("subscription to %s refused: %s", self.filter, r)
-                return
-        self._subscribed.set()
-
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._metrics.mqtt_connected.set(0)
-        self._connected.clear()
-        self._subscribed.clear()
-        self._disconnected.set()
-        if not self._stopping:
-            log.warning("MQTT connection lost: %s", reason)
-
-    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._sink(msg.topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos))
+    def _event(self, ev: wire.Event) -> None:
+        if isinstance(ev, wire.ConnAck):
+            if self._connack is not None and not self._connack.done():
+                self._connack.set_result(ev)
+        elif isinstance(ev, wire.SubAck):
+            if any(r >= 0x80 for r in ev.reasons):
+                log.error("subscription to %s refused (reason 0x%02x)", self.filter, ev.reasons[0])
+                if self._proto and self._proto.transport:
+                    self._proto.transport.close()
+            else:
+                self._subscribed.set()
+        elif isinstance(ev, wire.Disconnect):
+            log.warning("broker disconnected the worker (reason 0x%02x)", ev.reason)
 
     # ---- what the pipeline calls ----
 
     def ack(self, tokens: list[Any]) -> None:
-        gen = self._generation
-        if not self._connected.is_set():
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
             return
-        client = self._client
-        for g, mid, qos in tokens:
-            if g == gen and qos:
-                client.ack(mid, qos)
+        gen = self._generation
+        ids = [pid for g, pid in tokens if g == gen and pid]
+        if ids:
+            proto.transport.write(wire.pubacks(ids))
 
     def pause(self) -> None:
         """Stop reading the socket: the broker holds further messages."""
         self._paused = True
-        if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock)
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.pause_reading()
 
     def resume(self) -> None:
         if self._paused:
             self._paused = False
-            self._add_reader()
+            if self._proto is not None and self._proto.transport is not None:
+                self._proto.transport.resume_reading()
 
     @property
     def connected(self) -> bool:
@@ -176,28 +131,84 @@ class MqttSource:
 
     # ---- lifecycle ----
 
+    async def _session(self) -> bool:
+        """One connection: connect, subscribe, serve until it is lost. Returns whether
+        the broker accepted the connection."""
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        ctx = ssl.create_default_context() if cfg.tls else None
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: _Protocol(self), cfg.host, cfg.port, ssl=ctx), 10
+        )
+        assert proto.transport is not None
+        transport = proto.transport
+        self._connack = loop.create_future()
+        self._generation += 1
+        self._proto = proto
+        transport.write(
+            wire.connect(
+                cfg.client_id,
+                cfg.keepalive_s,
+                False,
+                cfg.session_expiry_s,
+                cfg.receive_maximum,
+                cfg.username,
+                cfg.password,
+            )
+        )
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(self._connack), 10)
+        except TimeoutError:
+            transport.abort()
+            raise OSError("no CONNACK within 10 s") from None
+        if ack.reason >= 0x80:
+            transport.close()
+            log.error("MQTT broker refused the connection (reason 0x%02x)", ack.reason)
+            return False
+        keepalive = ack.server_keepalive or cfg.keepalive_s
+        self.session_present = ack.session_present
+        log.info(
+            "connected to mqtt://%s:%d as %s (session %s); subscribing to %s",
+            cfg.host,
+            cfg.port,
+            cfg.client_id,
+            "resumed" if ack.session_present else "new",
+            self.filter,
+        )
+        transport.write(wire.subscribe(SUBSCRIBE_ID, self.filter))
+        if self._paused:
+            transport.pause_reading()
+        self._connected.set()
+        self._metrics.mqtt_connected.set(1)
+        self._metrics.mqtt_reconnects.inc()
+        try:
+            while not proto.closed.done():
+                await asyncio.wait([proto.closed], timeout=keepalive / 2)
+                if proto.closed.done():
+                    break
+                idle = time.monotonic() - proto.last_rx
+                if idle > keepalive * 1.5 and not self._paused:
+                    log.warning("no traffic from the broker for %.0f s: reconnecting", idle)
+                    transport.abort()
+                    break
+                transport.write(wire.PINGREQ_PACKET)
+        finally:
+            self._connected.clear()
+            self._subscribed.clear()
+            self._metrics.mqtt_connected.set(0)
+            if not transport.is_closing():
+                transport.abort()
+        return True
+
     async def run(self) -> None:
         """Connect, keep the connection, reconnect with backoff; until `stop()`."""
-        self._loop = asyncio.get_running_loop()
         delay = self.cfg.reconnect_min_s
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        props.ReceiveMaximum = self.cfg.receive_maximum
         while not self._stopping:
-            self._disconnected.clear()
-            generation = self._generation
             try:
-                await self._loop.run_in_executor(
-                    None,
-                    lambda: self._client.connect(
-                        self.cfg.host,
-                        self.cfg.port,
-                        self.cfg.keepalive_s,
-                        clean_start=False,
-                        properties=props,
-                    ),
-                )
-            except OSError as exc:
+                accepted = await self._session()
+                if accepted:
+                    delay = self.cfg.reconnect_min_s
+            except (OSError, TimeoutError) as exc:
                 log.warning(
                     "cannot reach MQTT broker %s:%d (%s); retry in %.1fs",
                     self.cfg.host,
@@ -205,31 +216,17 @@ class MqttSource:
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
-                continue
-            misc = asyncio.create_task(self._misc_loop())
-            try:
-                await self._disconnected.wait()
-            finally:
-                misc.cancel()
-            if self._generation != generation:  # it did connect: start the backoff again
-                delay = self.cfg.reconnect_min_s
-            if not self._stopping:
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
-
-    async def _misc_loop(self) -> None:
-        while True:
-            await asyncio.sleep(1)
-            if self._client.loop_misc() != paho.MQTT_ERR_SUCCESS:
-                self._disconnected.set()
-                return
+            if self._stopping:
+                break
+            if self._proto is not None:
+                log.warning("MQTT connection lost; reconnecting")
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     async def stop(self) -> None:
         """Disconnect cleanly (the session stays on the broker)."""
         self._stopping = True
-        if self._sock is not None:
-            self._client.disconnect()
-            self._client.loop_write()
-        self._disconnected.set()
+        proto = self._proto
+        if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+            proto.transport.write(wire.DISCONNECT_PACKET)
+            proto.transport.close()
