@@ -154,17 +154,18 @@ def _check(metric: str, value: float, where: str) -> None:
 _Samples = dict[str, dict[int, dict[str, float]]]
 
 
-def _sample(sv: object, where: str, into: _Samples) -> None:
+def _sample(sv: object, entry: str, i: int, into: _Samples) -> None:
+    # Error details name the sample; the name is built only when one is raised.
     if type(sv) is not dict:
-        raise DecodeError("schema", f"{where} must be an object")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}] must be an object")
     fmt = sv.get("format", "Raw")
     if fmt not in _FORMATS:
-        raise DecodeError("schema", f"{where}.format {fmt!r:.40} is not Raw or SignedData")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}].format {fmt!r:.40} is not Raw or SignedData")
     if fmt == "SignedData":
         return  # an opaque signed blob, not a number
     measurand = sv.get("measurand", _DEFAULT_MEASURAND)
     if type(measurand) is not str:
-        raise DecodeError("schema", f"{where}.measurand must be text")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}].measurand must be text")
     spec = _MEASURANDS.get(measurand)
     if spec is None:
         return  # Frequency, Current.Offered, Power.Offered, …: not charger metrics
@@ -172,11 +173,15 @@ def _sample(sv: object, where: str, into: _Samples) -> None:
     unit = sv.get("unit", default_unit)
     convert = units.get(unit) if type(unit) is str else None
     if convert is None:
-        raise DecodeError("schema", f"{where}.unit {unit!r:.40} is not one of {sorted(units)}")
+        raise DecodeError(
+            "schema", f"{entry}.sampledValue[{i}].unit {unit!r:.40} is not one of {sorted(units)}"
+        )
     location = sv.get("location", "Outlet")
     rank = _LOCATION_RANK.get(location) if type(location) is str else None
     if rank is None:
-        raise DecodeError("schema", f"{where}.location {location!r:.40} is not an OCPP location")
+        raise DecodeError(
+            "schema", f"{entry}.sampledValue[{i}].location {location!r:.40} is not an OCPP location"
+        )
     phase = sv.get("phase")
     if phase is None:
         line = ""
@@ -186,17 +191,22 @@ def _sample(sv: object, where: str, into: _Samples) -> None:
             return  # neutral or line-to-line: not comparable with the per-line values
         line = line_or_none
     else:
-        raise DecodeError("schema", f"{where}.phase {phase!r:.40} is not an OCPP phase")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}].phase {phase!r:.40} is not an OCPP phase")
     text = sv.get("value")
     if type(text) is not str:
-        raise DecodeError("schema", f"{where}.value must be text, not {text!r:.40}")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}].value must be text, not {text!r:.40}")
     if len(text) > 40 or _NUMBER.fullmatch(text) is None:
-        raise DecodeError("schema", f"{where}.value {text!r:.40} is not a decimal number")
+        raise DecodeError("schema", f"{entry}.sampledValue[{i}].value {text!r:.40} is not a decimal number")
     value = convert(text)
-    _check(metric, value, f"{where} {measurand}")
+    _, lo, hi = _BOUNDS[metric]
+    if not lo <= value <= hi:
+        where = f"{entry}.sampledValue[{i}] {measurand}"
+        raise DecodeError("out_of_range", f"{where}={value} outside {lo}..{hi}")
     lines = into.setdefault(metric, {}).setdefault(rank, {})
     if lines.setdefault(line, value) != value:
-        raise DecodeError("schema", f"{where}: two different {measurand} values for one phase")
+        raise DecodeError(
+            "schema", f"{entry}.sampledValue[{i}]: two different {measurand} values for one phase"
+        )
 
 
 def _meter_value(mv: object, where: str, into: _Samples) -> datetime:
@@ -207,7 +217,7 @@ def _meter_value(mv: object, where: str, into: _Samples) -> datetime:
     if type(svs) is not list:
         raise DecodeError("schema", f"{where}.sampledValue must be an array")
     for i, sv in enumerate(svs):
-        _sample(sv, f"{where}.sampledValue[{i}]", into)
+        _sample(sv, where, i, into)
     return ts
 
 
@@ -243,9 +253,7 @@ def _meter_values(entries: object, key: str, point: str, topic: Topic) -> Decode
                     have = into.setdefault(rank, {})
                     for line, value in lines.items():
                         if have.setdefault(line, value) != value:
-                            raise DecodeError(
-                                "schema", f"{key}[{i}]: two different {metric} values at {ts}"
-                            )
+                            raise DecodeError("schema", f"{key}[{i}]: two different {metric} values at {ts}")
     if not merged or latest is None:
         return None
     rows: list[Row] = [(point, _combine(merged))]
