@@ -83,6 +83,98 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_indicators(args: argparse.Namespace) -> int:
+    import asyncpg
+    import orjson
+
+    from ingest.api.indicators import item
+    from ingest.indicators import CatalogueError, Rollup, load_catalogue
+    from ingest.indicators.regions import region_keys
+
+    cfg = _load(args)
+    region = "guian" if args.region.lower() == "guian" else args.region
+    if region not in region_keys() and region != "unknown":
+        print(f"ingest indicators: --region: unknown region {args.region!r}", file=sys.stderr)
+        return 2
+    try:
+        catalogue = load_catalogue(cfg.rollup.catalogue or None)
+    except CatalogueError as exc:
+        print(f"ingest indicators: {exc}", file=sys.stderr)
+        return 2
+    rollup = Rollup(cfg.rollup, catalogue)
+
+    async def go() -> list[dict[str, object]]:
+        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        try:
+            res = await rollup.compute(conn)
+        finally:
+            await conn.close()
+        ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
+        return [item(i, res.figures[(i.key, region)], region, res.as_of, ys) for i in catalogue.indicators]
+
+    try:
+        items = asyncio.run(go())
+    except OSError as exc:
+        print(f"ingest indicators: cannot reach the database ({exc})", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(orjson.dumps({"region": region, "indicators": items}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if args.format == "csv":
+        from ingest.api.indicators import _csv
+
+        ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
+        sys.stdout.write(_csv(items, ys, region, "").decode())
+        return 0
+    print(f"{'indicator':32} {'value':>14} {'target':>12} {'progress':>9}  status")
+    for it in items:
+        targets = {k: v for k, v in it["targets"].items() if v is not None}  # type: ignore[attr-defined]
+        last = max(targets) if targets else None
+        value = it["value"]
+        prog = it["progress"][last] if last else None  # type: ignore[index]
+        flag = " (interim)" if it["interim"] else ""
+        print(
+            f"{it['key']:32} {'-' if value is None else f'{value:,.3f}':>14} "
+            f"{'-' if last is None else f'{targets[last]:,.2f}':>12} "
+            f"{'-' if prog is None else f'{prog:.1%}':>9}  {it['status']}{flag}"
+        )
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from ingest.indicators import provisioning as prov
+
+    cfg = _load(args)
+    try:
+        with open(args.csv, encoding="utf-8-sig") as f:
+            records = prov.parse_csv(f.read())
+        prov.check_unique(records)
+    except (OSError, prov.ProvisioningError) as exc:
+        print(f"ingest provision: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        try:
+            async with conn.transaction():
+                refused = await prov.upsert(conn, records)
+                if refused:
+                    raise prov.ProvisioningError("csv", f"registered under another class: {refused[:20]}")
+            return refused
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(go())
+    except prov.ProvisioningError as exc:
+        print(f"ingest provision: {exc}", file=sys.stderr)
+        return 1
+    print(f"provisioned {len(records)} devices")
+    return 0
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -135,6 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load and validate the settings without connecting.",
     )
     chk.set_defaults(func=cmd_check_config)
+
+    ind = sub.add_parser(
+        "indicators",
+        help="print the plan's indicators as the fleet reports them now",
+        description="Compute the plan's indicators from the database now (without storing a "
+        "snapshot) and print them with their targets, progress and status. See docs/indicators.md.",
+    )
+    ind.add_argument("--region", default="520000", help="520000 (province, default), a prefecture "
+                     "code, guian, or unknown")  # fmt: skip
+    ind.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    ind.set_defaults(func=cmd_indicators)
+
+    pro = sub.add_parser(
+        "provision",
+        help="register or update devices from a CSV file",
+        description="CSV with a header: device_id, class, region, site, name, and one column per "
+        "class attribute (e.g. flood_limit_level_m, rated_power_kw, pue_category, racks_built, "
+        "design_ice_mm). All rows or none are applied.",
+    )
+    pro.add_argument("csv", help="the CSV file")
+    pro.set_defaults(func=cmd_provision)
     return p
 
 

@@ -95,12 +95,30 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RollupConfig:
+    interval_s: float = 300.0  # periodic rollup of the plan's indicators
+    pue_window_days: float = 365.0  # trailing window of the average PUE; shorter is interim
+    pue_category: int = 1  # Green Grid category of the headline PUE (1 UPS, 2 PDU, 3 IT input)
+    catalogue: str = ""  # indicator catalogue file; empty: the one shipped with the package
+    # A device is online when it reported within this many seconds (per class).
+    online_reservoir_s: int = 7200  # 2 x the hourly report
+    online_power_line_s: int = 5400  # 3 x the 30-min period
+    online_charger_s: int = 86400  # any message within 24 h
+    online_datacenter_s: int = 2700  # 3 x the 15-min register report
+
+    def online_s(self, device_class: str) -> int:
+        value: int = getattr(self, f"online_{device_class}_s")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     accept: AcceptConfig = field(default_factory=AcceptConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    rollup: RollupConfig = field(default_factory=RollupConfig)
     log_level: str = "INFO"
 
     def replace(self, **sections: Any) -> Config:
@@ -113,6 +131,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "batch": BatchConfig,
     "accept": AcceptConfig,
     "http": HttpConfig,
+    "rollup": RollupConfig,
 }
 
 T = TypeVar("T")
@@ -220,6 +239,12 @@ def _check(cfg: Config) -> None:
     need(a.horizon_days > 0, "accept.horizon_days", "positive")
     need(a.registry_resolution_s >= 0, "accept.registry_resolution_s", "not negative")
     need(0 <= cfg.http.port <= 65535, "http.port", "0 (any free port) to 65535")
+    r = cfg.rollup
+    need(r.interval_s >= 1, "rollup.interval_s", "at least 1")
+    need(1 <= r.pue_window_days <= 3660, "rollup.pue_window_days", "1 to 3660")
+    need(r.pue_category in (1, 2, 3), "rollup.pue_category", "1, 2 or 3 (0 is peak power, not energy)")
+    for cls in ("reservoir", "power_line", "charger", "datacenter"):
+        need(r.online_s(cls) >= 1, f"rollup.online_{cls}_s", "at least 1")
     need(
         cfg.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "log_level",

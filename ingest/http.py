@@ -20,6 +20,7 @@ class AppContext:
     cfg: Config
     registry: CollectorRegistry
     pool: Any = None  # asyncpg pool for read queries
+    rollup: Any = None  # ingest.indicators.Rollup: the plan's figures for the progress API
     health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})
 
 
@@ -40,4 +41,7 @@ def make_app(ctx: AppContext) -> web.Application:
     app[CTX] = ctx
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    from ingest.api import add_routes  # the API imports CTX from here
+
+    add_routes(app)
     return app

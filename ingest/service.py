@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ingest.config import Config
 from ingest.http import AppContext, make_app
+from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.mqtt import MqttSource
@@ -57,6 +58,10 @@ class Service:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
+        # The catalogue loads (and is validated) before anything connects.
+        self.rollup = Rollup(cfg.rollup, load_catalogue(cfg.rollup.catalogue or None))
+        self.metrics.registry.register(IndicatorCollector(self.rollup))
+        self.pool: Any = None
 
     def health(self) -> dict[str, Any]:
         ok = self.source.connected
@@ -74,7 +79,14 @@ class Service:
     async def run(self) -> None:
         if self.cfg.database.migrate_on_start:
             await wait_and_migrate(self.cfg)
-        ctx = AppContext(self.cfg, self.metrics.registry, health=self.health)
+        # Reads of the API and the rollup; min_size=0 so that a database that is down
+        # at start does not stop the worker (the writer rides that out with its spool).
+        self.pool = await asyncpg.create_pool(
+            self.cfg.database.url, min_size=0, max_size=4, timeout=self.cfg.database.connect_timeout_s
+        )
+        ctx = AppContext(
+            self.cfg, self.metrics.registry, pool=self.pool, rollup=self.rollup, health=self.health
+        )
         app = make_app(ctx)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -86,6 +98,7 @@ class Service:
         log.info("HTTP on http://%s:%s (/metrics, /healthz)", self.cfg.http.host, self.http_port)
         self.pipeline.start()
         mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
+        rollup_task = asyncio.create_task(self.rollup.run_forever(self.pool), name="rollup")
         self.ready.set()
         try:
             await self._stop.wait()
@@ -95,8 +108,10 @@ class Service:
             await self.pipeline.stop()
             await self.source.stop()
             mqtt_task.cancel()
-            await asyncio.gather(mqtt_task, return_exceptions=True)
+            rollup_task.cancel()
+            await asyncio.gather(mqtt_task, rollup_task, return_exceptions=True)
             await self._runner.cleanup()
+            await self.pool.close()
             log.info("stopped; %d messages committed", self.pipeline.committed_messages)
 
 

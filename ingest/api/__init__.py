@@ -1,0 +1,37 @@
+"""The progress API (`/api/v1/...`): plan indicators, regions, devices, provisioning,
+and its OpenAPI document. Routes are added by `add_routes`, called from make_app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from ingest.api import devices, indicators
+from ingest.api.common import error
+
+OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+
+__all__ = ["OPENAPI", "add_routes"]
+
+
+async def openapi(request: web.Request) -> web.Response:
+    if not OPENAPI.is_file():
+        raise error(404, "not_found", "the OpenAPI document is not installed beside the package")
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/openapi.json", openapi)
+    r.add_get("/api/v1/indicators", indicators.list_indicators)
+    r.add_get("/api/v1/indicators/{key}", indicators.get_indicator)
+    r.add_get("/api/v1/indicators/{key}/history", indicators.indicator_history)
+    r.add_get("/api/v1/regions", indicators.list_regions)
+    r.add_post("/api/v1/rollup", indicators.run_rollup)
+    r.add_get("/api/v1/devices", devices.list_devices)
+    r.add_post("/api/v1/devices", devices.post_devices)
+    r.add_get("/api/v1/devices/{device_id}", devices.get_device)
+    r.add_put("/api/v1/devices/{device_id}", devices.put_device)
+    r.add_delete("/api/v1/devices/{device_id}", devices.delete_device)
+    r.add_get("/api/v1/devices/{device_id}/readings", devices.device_readings)

@@ -1,0 +1,244 @@
+"""Device endpoints: list and filter, one device, its readings, and provisioning
+(admin): PUT one, POST many (JSON list or CSV), DELETE to decommission."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ingest.api.common import bad, error, int_param, json_response, require, time_param
+from ingest.config import RollupConfig
+from ingest.http import CTX
+from ingest.indicators import provisioning as prov
+from ingest.indicators.regions import UNKNOWN, normalise, region_keys
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z") if ts else None
+
+
+def _online_sql(cfg: RollupConfig, now_param: str) -> str:
+    """SQL for 'online' with the per-class windows inlined (they are integers)."""
+    cases = " ".join(f"WHEN '{c}' THEN {cfg.online_s(c)}" for c in prov.CLASS_INDEX)
+    return (
+        f"(d.last_seen IS NOT NULL AND d.last_seen <= {now_param} AND d.last_seen >= {now_param} - "
+        f"make_interval(secs => CASE d.class {cases} ELSE 0 END) "
+        "AND d.status IS DISTINCT FROM 'offline')"
+    )
+
+
+def _device(row: Any) -> dict[str, Any]:
+    return {
+        "device_id": row["device_id"],
+        "class": row["class"],
+        "region": normalise(row["region"]),
+        "region_text": row["region"],
+        "site": row["site"],
+        "name": row["name"],
+        "provisioned": row["provisioned"],
+        "attributes": orjson.loads(row["attributes"]),
+        "meta": orjson.loads(row["meta"]),
+        "first_seen": _iso(row["first_seen"]),
+        "last_seen": _iso(row["last_seen"]),
+        "status": row["status"],
+        "built": row["first_seen"] is not None,
+        "online": row["online"],
+        "decommissioned_at": _iso(row["decommissioned_at"]),
+    }
+
+
+_COLUMNS = (
+    "d.device_id, d.class, d.region, d.site, d.name, d.provisioned, d.attributes::text AS attributes, "
+    "d.meta::text AS meta, d.first_seen, d.last_seen, d.status, d.decommissioned_at"
+)
+
+
+def _cursor(raw: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        bad("cursor", "not a cursor returned by this API")
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    require(request, "read")
+    ctx = request.app[CTX]
+    q = request.query
+    where = ["d.decommissioned_at IS NULL"]
+    args: list[Any] = [datetime.now(UTC)]
+    if "class" in q:
+        if q["class"] not in prov.CLASS_INDEX:
+            bad("class", f"expected one of {', '.join(prov.CLASS_INDEX)}")
+        args.append(q["class"])
+        where.append(f"d.class = ${len(args)}")
+    if "region" in q:
+        region = "guian" if q["region"].lower() == "guian" else q["region"]
+        if region == "520000":
+            pass  # the province: every device
+        elif region == UNKNOWN:
+            args.append(sorted(region_keys() - {"520000"}))
+            where.append(f"(d.region IS NULL OR NOT d.region = ANY(${len(args)}::text[]))")
+        elif region in region_keys():
+            args.append(region)
+            where.append(f"d.region = ${len(args)}")
+        else:
+            bad("region", f"unknown region {q['region']!r}: see GET /api/v1/regions")
+    online = _online_sql(ctx.cfg.rollup, "$1")
+    if "online" in q:
+        if q["online"] not in ("true", "false"):
+            bad("online", "expected true or false")
+        where.append(online if q["online"] == "true" else f"NOT {online}")
+    if "cursor" in q:
+        args.append(_cursor(q["cursor"]))
+        where.append(f"d.device_id > ${len(args)}")
+    limit = int_param(request, "limit", 100, 1, 1000)
+    sql = (
+        f"SELECT {_COLUMNS}, {online} AS online FROM devices d WHERE {' AND '.join(where)} "
+        f"ORDER BY d.device_id LIMIT {limit + 1}"
+    )
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(sql, *args)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = base64.urlsafe_b64encode(rows[-1]["device_id"].encode()).decode().rstrip("=") if more else None
+    return json_response({"devices": [_device(r) for r in rows], "next_cursor": nxt})
+
+
+async def _fetch_device(request: web.Request, device_id: str) -> Any:
+    ctx = request.app[CTX]
+    online = _online_sql(ctx.cfg.rollup, "$2")
+    async with ctx.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS}, {online} AS online FROM devices d WHERE d.device_id = $1",
+            device_id,
+            datetime.now(UTC),
+        )
+    if row is None:
+        raise error(404, "not_found", f"no device {device_id!r}")
+    return row
+
+
+async def get_device(request: web.Request) -> web.Response:
+    require(request, "read")
+    return json_response(_device(await _fetch_device(request, request.match_info["device_id"])))
+
+
+async def device_readings(request: web.Request) -> web.Response:
+    require(request, "read")
+    ctx = request.app[CTX]
+    row = await _fetch_device(request, request.match_info["device_id"])
+    cls = prov.CLASS_INDEX.get(row["class"])
+    if cls is None:  # pragma: no cover - classes in the table come from the adapters
+        raise error(404, "not_found", "no readings table for this class")
+    metrics = list(cls.columns)
+    if "metric" in request.query:
+        wanted = request.query["metric"].split(",")
+        for m in wanted:
+            if m not in cls.metric_index:
+                bad("metric", f"{m!r} is not a {cls.name} metric (known: {', '.join(cls.columns)})")
+        metrics = wanted
+    now = datetime.now(UTC)
+    end = time_param(request, "to", now)
+    start = time_param(request, "from", end - timedelta(days=1))
+    if start > end:
+        bad("from", "must not be after `to`")
+    limit = int_param(request, "limit", 1000, 1, 10000)
+    cols = ", ".join(metrics)  # names checked against the class declaration above
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT ts, point, {cols} FROM {cls.table} WHERE device_id = $1 AND ts >= $2 AND ts <= $3 "
+            f"ORDER BY ts, point LIMIT {limit}",
+            row["device_id"],
+            start,
+            end,
+        )
+    units = {m.name: m.unit for m in cls.metrics if m.name in metrics}
+    return json_response(
+        {
+            "device_id": row["device_id"],
+            "class": cls.name,
+            "from": _iso(start),
+            "to": _iso(end),
+            "units": units,
+            "readings": [
+                {"ts": _iso(r["ts"]), "point": r["point"], "values": {m: r[m] for m in metrics}} for r in rows
+            ],
+        }
+    )
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise error(400, "bad_body", f"body: not JSON ({exc})", "body") from None
+
+
+async def _apply(request: web.Request, records: list[prov.Record]) -> list[str]:
+    ctx = request.app[CTX]
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        refused = await prov.upsert(conn, records)
+        if refused:
+            raise error(
+                409,
+                "class_conflict",
+                f"already registered under another class: {', '.join(refused[:20])}; "
+                "decommission and re-provision under a new id",
+            )
+    return [r.device_id for r in records]
+
+
+async def put_device(request: web.Request) -> web.Response:
+    require(request, "admin")
+    dev = request.match_info["device_id"]
+    doc = await _json_body(request)
+    if isinstance(doc, dict):
+        doc.setdefault("device_id", dev)
+        if doc["device_id"] != dev:
+            bad("device_id", "differs from the id in the path")
+    try:
+        record = prov.validate(doc, "body")
+    except prov.ProvisioningError as exc:
+        raise error(400, "bad_record", str(exc), exc.where) from None
+    await _apply(request, [record])
+    return json_response(_device(await _fetch_device(request, dev)))
+
+
+async def post_devices(request: web.Request) -> web.Response:
+    require(request, "admin")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise error(413, "too_large", f"body over {MAX_BODY} bytes: split it")
+    try:
+        if request.content_type == "text/csv":
+            records = prov.parse_csv((await request.read()).decode("utf-8-sig"))
+        elif request.content_type in ("application/json", ""):
+            doc = await _json_body(request)
+            if not isinstance(doc, list):
+                raise prov.ProvisioningError("body", "expected a JSON list of device records")
+            records = [prov.validate(d, f"body[{i}]") for i, d in enumerate(doc)]
+        else:
+            raise error(415, "unsupported_media_type", "send application/json or text/csv")
+        prov.check_unique(records)
+    except prov.ProvisioningError as exc:
+        raise error(400, "bad_record", str(exc), exc.where) from None
+    except UnicodeDecodeError:
+        raise error(400, "bad_body", "body: CSV must be UTF-8", "body") from None
+    ids = await _apply(request, records)
+    return json_response({"provisioned": len(ids)})
+
+
+async def delete_device(request: web.Request) -> web.Response:
+    require(request, "admin")
+    ctx = request.app[CTX]
+    dev = request.match_info["device_id"]
+    await _fetch_device(request, dev)  # 404 when unknown
+    async with ctx.pool.acquire() as conn:
+        await prov.decommission(conn, dev)
+    return web.Response(status=204)

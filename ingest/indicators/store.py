@@ -1,0 +1,185 @@
+"""Database side of the rollup: read the facts it needs, store and read snapshots.
+
+Reads go through whatever asyncpg connection or pool the caller passes. With
+TimescaleDB the energy registers come from the hourly continuous aggregate
+`readings_datacenter_registers_hourly`; on plain PostgreSQL from the samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ingest.config import RollupConfig
+from ingest.indicators.compute import DeviceFacts, RollupResult
+from ingest.indicators.energy import Energy, Segment, register_energy
+from ingest.indicators.regions import normalise
+
+DEVICES = """
+SELECT d.device_id, d.class, d.region, d.provisioned, d.first_seen IS NOT NULL AS reported,
+       d.last_seen, d.status, d.status_at,
+       COALESCE(d.attributes -> 'pue_category', d.meta -> 'pue_category') AS pue_category,
+       COALESCE(d.attributes ->> 'demo_project', d.meta ->> 'demo_project') AS demo_project,
+       d.attributes -> 'racks_built' AS attr_racks_built,
+       d.attributes -> 'racks_in_service' AS attr_racks_in_service
+FROM devices d
+WHERE d.decommissioned_at IS NULL
+"""
+
+# DOMAIN.md: a reservoir is automated once it sent an automatic report (not manual
+# entry) with level and rain. The registry marks automatic reports; the readings
+# tell that one carried both quantities.
+AUTOMATED = """
+SELECT d.device_id
+FROM devices d
+WHERE d.class = 'reservoir' AND d.decommissioned_at IS NULL AND d.automated_at IS NOT NULL
+  AND EXISTS (
+      SELECT 1 FROM readings_reservoir r
+      WHERE r.device_id = d.device_id AND r.point = '' AND r.level_m IS NOT NULL
+        AND (r.rain_5min_mm IS NOT NULL OR r.rain_1h_mm IS NOT NULL OR r.rain_cum_mm IS NOT NULL))
+"""
+
+RACKS = """
+SELECT d.device_id,
+       (SELECT r.racks_built FROM readings_datacenter r
+        WHERE r.device_id = d.device_id AND r.point = '' AND r.racks_built IS NOT NULL AND r.ts <= $1
+        ORDER BY r.ts DESC LIMIT 1) AS racks_built,
+       (SELECT r.racks_in_service FROM readings_datacenter r
+        WHERE r.device_id = d.device_id AND r.point = '' AND r.racks_in_service IS NOT NULL AND r.ts <= $1
+        ORDER BY r.ts DESC LIMIT 1) AS racks_in_service
+FROM devices d
+WHERE d.class = 'datacenter' AND d.decommissioned_at IS NULL
+"""
+
+SAMPLES = """
+SELECT device_id, ts, facility_energy_kwh, it_energy_kwh
+FROM readings_datacenter
+WHERE point = '' AND ts > $1 AND ts <= $2
+  AND facility_energy_kwh IS NOT NULL AND it_energy_kwh IS NOT NULL
+ORDER BY device_id, ts
+"""
+
+BUCKETS = """
+SELECT device_id, ts_first, ts_last, facility_first, facility_last, facility_min, facility_max,
+       it_first, it_last, it_min, it_max
+FROM readings_datacenter_registers_hourly
+WHERE bucket >= $1 AND bucket <= $2 AND ts_first > $1 AND ts_last <= $2
+ORDER BY device_id, bucket
+"""
+
+
+def _num(value: Any) -> float | None:
+    """A JSON attribute as a number (jsonb comes back as text)."""
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value) if isinstance(value, str) else value
+    except orjson.JSONDecodeError:
+        return None
+    return float(parsed) if isinstance(parsed, int | float) and not isinstance(parsed, bool) else None
+
+
+async def uses_timescale(conn: Any) -> bool:
+    variant = await conn.fetchval("SELECT variant FROM schema_migrations WHERE version = 2")
+    return bool(variant == "timescale")
+
+
+async def device_facts(conn: Any, cfg: RollupConfig, now: datetime) -> list[DeviceFacts]:
+    automated = {r["device_id"] for r in await conn.fetch(AUTOMATED)}
+    racks = {r["device_id"]: r for r in await conn.fetch(RACKS, now)}
+    out = []
+    for r in await conn.fetch(DEVICES):
+        cls = r["class"]
+        try:
+            window = timedelta(seconds=cfg.online_s(cls))
+        except AttributeError:
+            continue  # a class this version does not serve
+        last_seen = r["last_seen"]
+        gone = r["status"] == "offline"
+        online = last_seen is not None and now - last_seen <= window and last_seen <= now and not gone
+        category = _num(r["pue_category"])
+        built = _num(r["attr_racks_built"])
+        in_service: float | None = None
+        if r["device_id"] in racks:
+            rr = racks[r["device_id"]]
+            built = built if built is not None else rr["racks_built"]
+            in_service = rr["racks_in_service"]
+        if in_service is None:
+            in_service = _num(r["attr_racks_in_service"])
+        out.append(
+            DeviceFacts(
+                device_id=r["device_id"],
+                device_class=cls,
+                region=normalise(r["region"]),
+                provisioned=r["provisioned"],
+                reported=r["reported"],
+                online=online,
+                automated=r["device_id"] in automated,
+                racks_built=built,
+                racks_in_service=in_service,
+                pue_category=int(category) if category is not None else None,
+                demo=r["demo_project"] == "yes",
+            )
+        )
+    return out
+
+
+async def energies(conn: Any, start: datetime, end: datetime, timescale: bool) -> dict[str, Energy]:
+    """Energy of every data-centre meter over (start, end]."""
+    series: dict[str, list[Segment]] = {}
+    if timescale:
+        for r in await conn.fetch(BUCKETS, start, end):
+            series.setdefault(r["device_id"], []).append(
+                Segment(
+                    r["ts_first"], r["ts_last"],
+                    r["facility_first"], r["facility_last"], r["it_first"], r["it_last"],
+                    r["facility_min"], r["facility_max"], r["it_min"], r["it_max"],
+                )
+            )  # fmt: skip
+    else:
+        async with conn.transaction():
+            cursor = conn.cursor(SAMPLES, start, end, prefetch=20000)
+            async for r in cursor:
+                series.setdefault(r[0], []).append(Segment.sample(r[1], r[2], r[3]))
+    return {dev: register_energy(segs) for dev, segs in series.items()}
+
+
+async def save(conn: Any, result: RollupResult) -> None:
+    ts = result.as_of
+    async with conn.transaction():
+        await conn.executemany(
+            "INSERT INTO indicator_snapshots (ts, indicator, region, value, interim, inputs) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+            [
+                (ts, key, region, f.value, f.interim, orjson.dumps(dict(f.inputs)).decode())
+                for (key, region), f in result.figures.items()
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO fleet_snapshots (ts, class, region, built, online) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            [(ts, cls, region, b, o) for (cls, region), (b, o) in result.fleet.items()],
+        )
+
+
+async def history(
+    conn: Any, indicator: str, region: str, start: datetime, end: datetime, step: timedelta
+) -> list[Mapping[str, Any]]:
+    """The last snapshot of each `step` between start and end."""
+    rows: list[Mapping[str, Any]] = await conn.fetch(
+        """SELECT DISTINCT ON (bucket)
+                  date_bin($5::interval, ts, TIMESTAMPTZ '2000-01-01 00:00+08') AS bucket,
+                  ts, value, interim
+           FROM indicator_snapshots
+           WHERE indicator = $1 AND region = $2 AND ts >= $3 AND ts <= $4
+           ORDER BY bucket, ts DESC""",
+        indicator,
+        region,
+        start,
+        end,
+        step,
+    )
+    return rows
