@@ -15,6 +15,7 @@ Owns the mapping from charge-point → central-system CALLs to charger readings:
   connector in OCPP 1.6 (nor do its transactionData samples), and a pure decoder
   cannot map transactionId back to one; writing meterStop to the charge-point row
   would interleave the registers of different connectors there, so it is not written.
+- Authorize, DataTransfer, Diagnostics/FirmwareStatusNotification → liveness only.
 - Any other action, CALLRESULT and CALLERROR → DecodeError("unsupported").
 
 Sampled values: `format` SignedData is skipped; measurands other than the six below
@@ -329,6 +330,12 @@ _ACTIONS: Final[dict[str, Callable[[dict[str, object], Topic, datetime], Decoded
 }
 
 
+# Charge point → central system calls that carry no readings: liveness only.
+_LIVENESS_ACTIONS = frozenset(
+    ("Authorize", "DataTransfer", "DiagnosticsStatusNotification", "FirmwareStatusNotification")
+)
+
+
 def decode(topic: Topic, payload: bytes, received_at: datetime) -> Decoded:
     try:
         frame = orjson.loads(payload)
@@ -351,6 +358,10 @@ def decode(topic: Topic, payload: bytes, received_at: datetime) -> Decoded:
         raise DecodeError("schema", f"OCPP-J action must be text, not {action!r:.40}")
     handler = _ACTIONS.get(action)
     if handler is None:
+        if action in _LIVENESS_ACTIONS:
+            # Normal charge-point traffic with no readings: it still shows the charger
+            # is alive, and dead-lettering it would bury real errors.
+            return Decoded(CHARGER.name, topic.device_id, received_at, [], status="online")
         raise DecodeError("unsupported", f"OCPP action {action!r:.40} carries no readings")
     if type(body) is not dict:
         raise DecodeError("schema", f"{action} payload must be a JSON object")
