@@ -118,6 +118,8 @@ class PrivatePostgres:
 
     dir: Path
     port: int
+    durable: bool = False  # fsync on, as in production; off is faster for tests
+    settings: tuple[str, ...] = ()  # extra "name=value" server settings
 
     @property
     def url(self) -> str:
@@ -135,9 +137,11 @@ class PrivatePostgres:
         )
 
     def start(self) -> None:
-        opts = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-        )
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
+        for setting in self.settings:
+            opts += f" -c {setting}"
         self._run(
             "pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-o", opts, "-w", "start"
         )
@@ -147,11 +151,11 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
+def private_postgres(durable: bool = False, settings: tuple[str, ...] = ()) -> Iterator[PrivatePostgres]:
     d = Path(tempfile.mkdtemp(prefix="ingest-pg-"))
     if os.geteuid() == 0:
         shutil.chown(d, "postgres", "postgres")
-    pg = PrivatePostgres(d, free_port())
+    pg = PrivatePostgres(d, free_port(), durable, settings)
     pg.init()
     pg.start()
     try:

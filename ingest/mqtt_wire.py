@@ -2,7 +2,8 @@
 incremental parser of the packets it receives. Sans-I/O: bytes in, events out.
 
 Only what a QoS 1 ingest subscriber needs: CONNECT, SUBSCRIBE, PUBACK, PINGREQ,
-DISCONNECT out; CONNACK, SUBACK, PUBLISH, PINGRESP, DISCONNECT in. PUBLISH
+DISCONNECT out; CONNACK, SUBACK, PUBLISH, PINGRESP, DISCONNECT in (plus PUBLISH out
+and PUBACK in, for the benchmark's publisher). PUBLISH
 properties are skipped without being parsed (the worker asks for no topic aliases,
 so none can change the topic). See docs/mqtt-client.md for why this exists.
 """
@@ -76,6 +77,12 @@ def subscribe(packet_id: int, topic_filter: str, qos: int = 1) -> bytes:
     return _packet(SUBSCRIBE, struct.pack("!H", packet_id) + b"\x00" + _str(topic_filter) + bytes((qos,)))
 
 
+def publish(topic: str, payload: bytes, packet_id: int = 0) -> bytes:
+    """A PUBLISH without properties: QoS 1 when `packet_id`, else QoS 0 (benchmarks)."""
+    body = _str(topic) + (struct.pack("!H", packet_id) if packet_id else b"") + b"\x00" + payload
+    return _packet(0x32 if packet_id else 0x30, body)
+
+
 _PUBACKS = [b"\x40\x02" + struct.pack("!H", i) for i in range(65536)]
 
 
@@ -113,7 +120,12 @@ class PingResp:
     pass
 
 
-Event = ConnAck | SubAck | Disconnect | PingResp
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    packet_id: int
+
+
+Event = ConnAck | SubAck | Disconnect | PingResp | PubAck
 
 
 def _properties(data: bytes | bytearray, pos: int) -> tuple[dict[int, object], int]:
@@ -244,8 +256,10 @@ class Parser:
                 events.append(PingResp())
             elif kind == DISCONNECT:
                 events.append(Disconnect(buf[start] if length else 0))
-            elif kind in (PUBACK, 0x50, 0x60, 0x70, 0xB0, 0xF0):
-                pass  # acks of what this client never sends (it publishes nothing)
+            elif kind == PUBACK:
+                events.append(PubAck((buf[start] << 8) | buf[start + 1]))
+            elif kind in (0x50, 0x60, 0x70, 0xB0, 0xF0):
+                pass  # QoS 2 flow, UNSUBACK, AUTH: never asked for
             else:
                 raise ProtocolError(f"unexpected packet type 0x{first:02x}")
             pos = end

@@ -67,10 +67,15 @@ def test_publish_with_properties_and_large_payload() -> None:
     assert msgs == [("gz/v1/charger/c1/telemetry", payload, 7)]
 
 
-def test_suback_disconnect_pingresp() -> None:
-    data = b"\x90\x04\x00\x01\x00\x01" + b"\xd0\x00" + b"\xe0\x01\x8b"
+def test_suback_disconnect_pingresp_puback() -> None:
+    data = b"\x90\x04\x00\x01\x00\x01" + b"\xd0\x00" + b"\xe0\x01\x8b" + b"\x40\x02\x01\x02"
     _, events = wire.Parser().feed(data)
-    assert events == [wire.SubAck(1, (1,)), wire.PingResp(), wire.Disconnect(0x8B)]
+    assert events == [wire.SubAck(1, (1,)), wire.PingResp(), wire.Disconnect(0x8B), wire.PubAck(258)]
+
+
+def test_publish_encoder_matches_the_parser() -> None:
+    assert wire.publish("a/b", b"xy", 5) == publish_packet("a/b", b"xy", 5)
+    assert wire.publish("a/b", b"xy") == publish_packet("a/b", b"xy", 0)
 
 
 def test_garbage_is_a_protocol_error() -> None:

@@ -1,0 +1,560 @@
+"""Benchmark: the service against the physical limits of this machine, in one run.
+
+Measures, on the same messages (realistic v1 JSON of all four classes):
+  1. broker limit  — QoS 1 to a C subscriber (mosquitto_sub): backlog drain of a
+                     persistent session, and a live flood;
+  2. database limit — COPY of the same rows into the same schema (unique keys);
+  3. naive bridge  — paho + json + one INSERT per message (the floor);
+  4. this service  — one worker and two workers on the shared subscription,
+                     draining a backlog (ack after commit, dedup on);
+  5. latency       — publish → commit p50/p99 at half the one-worker rate, from
+                     PostgreSQL's commit timestamps (track_commit_timestamp);
+  6. optionally a soak (--soak SECONDS): worker RSS over time at half load.
+It starts its own Mosquitto and a private, durable (fsync on) PostgreSQL, prints a
+table and writes JSON to bench/results/. Usage: python -m bench.run --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from adapters import ADAPTERS
+from bench import publisher
+from bench.messages import generate
+from ingest.batch import Batch
+from ingest.dispatch import Dispatcher
+from ingest.localservices import Broker, broker, free_port, private_postgres
+from ingest.migrate import migrate
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS MiB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return cpu, hwm
+
+
+def rss(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def decode_rows(msgs: list[tuple[str, bytes]]) -> tuple[Batch, int]:
+    """The rows the service would write for these messages."""
+    d = Dispatcher(ADAPTERS, "gz", timedelta(minutes=5), timedelta(days=400))
+    batch = Batch(0.0)
+    now = datetime.now(UTC)
+    for topic, payload in msgs:
+        batch.add(d.decode(topic, payload, now), now, None)
+    return batch, batch.row_count
+
+
+# ---- 1. broker limit ----
+
+
+def c_subscriber(port: int, filter_: str, count: int, client_id: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            client_id,
+            "-x",
+            "3600",
+            "-t",
+            filter_,
+            "-C",
+            str(count),
+            "-F",
+            "%m",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def broker_drain(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
+    filter_ = "$share/cbench/gz/v1/+/+/+"
+    subprocess.run(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(b.port),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "c-drain",
+            "-x",
+            "3600",
+            "-t",
+            filter_,
+            "-E",
+        ],
+        check=True,
+    )
+    publisher.publish(b.port, msgs, procs)
+    t0 = time.perf_counter()
+    sub = c_subscriber(b.port, filter_, len(msgs), "c-drain")
+    sub.wait(600)
+    el = time.perf_counter() - t0
+    return {"messages": len(msgs), "seconds": el, "msgs_per_s": len(msgs) / el}
+
+
+def broker_flood(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
+    sub = c_subscriber(b.port, "gz/v1/+/+/+", len(msgs), "c-flood")
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    pub_s = publisher.publish(b.port, msgs, procs)
+    sub.wait(600)
+    el = time.perf_counter() - t0
+    return {
+        "messages": len(msgs),
+        "seconds": el,
+        "msgs_per_s": len(msgs) / el,
+        "publisher_msgs_per_s": len(msgs) / pub_s,
+    }
+
+
+# ---- 2. database limit ----
+
+
+async def db_copy(
+    url: str, batch: Batch, messages: int, connections: int, batch_rows: int = 5000
+) -> dict[str, Any]:
+    conns = [await asyncpg.connect(url) for _ in range(connections)]
+    try:
+        jobs: list[tuple[str, list[Any], tuple[str, ...]]] = []
+        for cls, rows in batch.rows.items():
+            cols = (
+                "device_id",
+                "ts",
+                "point",
+                "seq",
+                *next(a.device_class.columns for a in ADAPTERS if a.device_class.name == cls),
+            )
+            for i in range(0, len(rows), batch_rows):
+                jobs.append((f"readings_{cls}", rows[i : i + batch_rows], cols))
+        queue: asyncio.Queue[tuple[str, list[Any], tuple[str, ...]]] = asyncio.Queue()
+        for j in jobs:
+            queue.put_nowait(j)
+
+        async def work(conn: Any) -> None:
+            while not queue.empty():
+                table, rows, cols = queue.get_nowait()
+                async with conn.transaction():
+                    await conn.copy_records_to_table(table, records=rows, columns=cols)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(work(c) for c in conns))
+        el = time.perf_counter() - t0
+    finally:
+        for c in conns:
+            await c.close()
+    rows = sum(len(r) for r in batch.rows.values())
+    return {
+        "connections": connections,
+        "rows": rows,
+        "seconds": el,
+        "rows_per_s": rows / el,
+        "msgs_per_s": messages / el,
+    }
+
+
+# ---- 3. naive bridge ----
+
+
+def naive(b: Broker, url: str, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
+    # create the session, queue the backlog, then drain it
+    subprocess.run(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(b.port),
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "bench-naive",
+            "-t",
+            "gz/v1/+/+/+",
+            "-E",
+        ],
+        check=True,
+    )
+    publisher.publish(b.port, msgs, procs)
+    p = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "naive_bridge.py"), str(b.port), url, str(len(msgs))],
+        stdout=subprocess.PIPE,
+    )
+    out, _ = p.communicate(timeout=3600)
+    el = float(out.decode().strip().splitlines()[-1])
+    return {"messages": len(msgs), "seconds": el, "msgs_per_s": len(msgs) / el}
+
+
+# ---- 4. the service ----
+
+
+def worker(b: Broker, url: str, n: int, port: int, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "INGEST_MQTT_URL": b.url,
+        "INGEST_DATABASE_URL": url,
+        "INGEST_MQTT_CLIENT_ID": f"bench-worker-{n}",
+        "INGEST_HTTP_PORT": str(port),
+        "INGEST_LOG_LEVEL": "WARNING",
+        "INGEST_ROLLUP_INTERVAL_S": "3600",
+        **extra,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+        result: dict[str, Any] = json.loads(r.read())
+        return result
+
+
+def wait_health(port: int, key: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            h = health(port)
+            if h.get(key):
+                return h
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"worker on :{port} never reported {key}")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def service_drain(
+    b: Broker, url: str, msgs: list[tuple[str, bytes]], workers: int, procs: int, extra: dict[str, str]
+) -> dict[str, Any]:
+    ports = [free_port() for _ in range(workers)]
+    # First start: migrate and create the sessions; then stop, queue the backlog, restart.
+    ws = [worker(b, url, i, ports[i], extra) for i in range(workers)]
+    for port in ports:
+        wait_health(port, "mqtt_connected")
+    time.sleep(0.5)
+    stop(ws)
+    publisher.publish(b.port, msgs, procs)
+    ws = [worker(b, url, i, ports[i], extra) for i in range(workers)]
+    t_first = t_end = 0.0
+    first_count = 0
+    deadline = time.monotonic() + 900
+    try:
+        while time.monotonic() < deadline:
+            total = 0
+            for port in ports:
+                with contextlib.suppress(OSError, KeyError):
+                    total += health(port)["committed_messages"]
+            now = time.perf_counter()
+            if total and not t_first:
+                t_first, first_count = now, total
+            if total >= len(msgs):
+                t_end = now
+                break
+            time.sleep(0.05)
+        stats = [proc_stats(w.pid) for w in ws]
+    finally:
+        stop(ws)
+    if not t_end:
+        raise RuntimeError("the workers did not drain the backlog in time")
+    el = t_end - t_first
+    drained = len(msgs) - first_count
+    cpu = sum(s[0] for s in stats)
+    return {
+        "workers": workers,
+        "messages": len(msgs),
+        "seconds": el,
+        "msgs_per_s": drained / el,
+        "cpu_s_per_1000": cpu / len(msgs) * 1000,
+        "peak_rss_mib": max(s[1] for s in stats),
+    }
+
+
+async def latency_from_db(url: str, since: datetime) -> list[float]:
+    conn = await asyncpg.connect(url)
+    try:
+        out: list[float] = []
+        for cls in ("reservoir", "power_line", "charger", "datacenter"):
+            rows = await conn.fetch(
+                f"SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 AS s "
+                f"FROM readings_{cls} WHERE ts >= $1",
+                since,
+            )
+            out += [r["s"] for r in rows]
+        return out
+    finally:
+        await conn.close()
+
+
+def latency(
+    b: Broker, url: str, rate: float, seconds: float, procs: int, extra: dict[str, str], soak: float = 0.0
+) -> dict[str, Any]:
+    port = free_port()
+    w = worker(b, url, 0, port, extra)
+    rss_samples: list[tuple[float, float]] = []
+    try:
+        wait_health(port, "mqtt_connected")
+        time.sleep(0.5)
+        since = datetime.now(UTC)
+        duration = max(seconds, soak)
+        n = int(rate * duration)
+        msgs = generate(n, seed=7, ts_now=True)
+        t0 = time.perf_counter()
+        pub = subprocess.Popen(
+            [sys.executable, "-c", _LIVE_PUBLISHER, str(b.port), str(n), str(rate), str(procs)], cwd=ROOT
+        )
+        while pub.poll() is None:
+            rss_samples.append((time.perf_counter() - t0, rss(w.pid)))
+            time.sleep(min(10.0, max(1.0, duration / 30)))
+        wait_until = time.monotonic() + 60
+        while time.monotonic() < wait_until and health(port)["committed_messages"] < len(msgs):
+            time.sleep(0.1)
+        lat = sorted(asyncio.run(latency_from_db(url, since - timedelta(seconds=1))))
+    finally:
+        stop([w])
+    q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
+    return {
+        "rate": rate,
+        "messages": len(lat),
+        "p50_s": q[49],
+        "p99_s": q[98],
+        "max_s": lat[-1] if lat else None,
+        "rss_mib": rss_samples,
+    }
+
+
+# A paced publisher whose timestamps are the publish time (latency = commit - ts).
+_LIVE_PUBLISHER = """
+import sys
+from bench.live import run
+run(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
+"""
+
+
+def versions() -> dict[str, str]:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+
+    import asyncpg as apg
+    import orjson
+
+    return {
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "mosquitto": out(["dpkg-query", "-W", "-f=${Version}", "mosquitto"]),
+        "postgresql": out(["psql", "--version"]),
+        "asyncpg": apg.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = [("case", "msgs/s", "rows/s", "CPU s/1k msgs", "peak RSS MiB", "note")]
+    for key, label in (
+        ("broker_drain", "broker: backlog drain → mosquitto_sub"),
+        ("broker_flood", "broker: live flood → mosquitto_sub"),
+    ):
+        if key in res:
+            r = res[key]
+            note = f"publisher {r['publisher_msgs_per_s']:,.0f}/s" if "publisher_msgs_per_s" in r else ""
+            rows.append((label, f"{r['msgs_per_s']:,.0f}", "", "", "", note))
+    for r in res.get("db_copy", []):
+        rows.append(
+            (
+                f"database: COPY, {r['connections']} conn",
+                f"{r['msgs_per_s']:,.0f}",
+                f"{r['rows_per_s']:,.0f}",
+                "",
+                "",
+                "unique keys, fsync on",
+            )
+        )
+    if "naive" in res:
+        rows.append(
+            (
+                "naive bridge (paho+json+INSERT)",
+                f"{res['naive']['msgs_per_s']:,.0f}",
+                "",
+                "",
+                "",
+                f"{res['naive']['messages']:,} msgs",
+            )
+        )
+    for r in res.get("service", []):
+        rows.append(
+            (
+                f"service, {r['workers']} worker(s)",
+                f"{r['msgs_per_s']:,.0f}",
+                f"{r['msgs_per_s'] * res['rows_per_msg']:,.0f}",
+                f"{r['cpu_s_per_1000']:.3f}",
+                f"{r['peak_rss_mib']:.0f}",
+                "ack after commit, dedup on",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if "latency" in res:
+        lat = res["latency"]
+        lines.append(
+            f"latency publish→commit at {lat['rate']:,.0f} msgs/s: p50 {lat['p50_s'] * 1000:.0f} ms, "
+            f"p99 {lat['p99_s'] * 1000:.0f} ms ({lat['messages']:,} msgs)"
+        )
+    for k, v in res.get("ratios", {}).items():
+        lines.append(f"{k}: {v:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=200_000, help="backlog size (default 200000)")
+    ap.add_argument("--naive-messages", type=int, default=20_000, help="backlog for the naive bridge")
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--soak", type=float, default=0.0, help="soak seconds at half load (RSS over time)")
+    ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency")
+    ap.add_argument("--max-rows", default="5000", help="INGEST_BATCH_MAX_ROWS for the workers")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    extra = {"INGEST_BATCH_MAX_ROWS": args.max_rows}
+    res: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "versions": versions(),
+        "args": vars(args),
+    }
+    msgs = generate(args.messages)
+    batch, rows = decode_rows(msgs)
+    res["rows_per_msg"] = rows / len(msgs)
+    log(f"{len(msgs):,} messages, {rows:,} rows, {sum(len(p) for _, p in msgs) / len(msgs):.0f} B/msg avg")
+    with private_postgres(durable=True, settings=("track_commit_timestamp=on", "max_wal_size=4GB")) as pg:
+
+        async def fresh_db(name: str) -> str:
+            conn = await asyncpg.connect(pg.url)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.close()
+            url = pg.url.rsplit("/", 1)[0] + "/" + name
+            c2 = await asyncpg.connect(url)
+            await migrate(c2, use_timescale=False)
+            await c2.close()
+            return url
+
+        if "broker" not in skip:
+            with broker() as b:
+                log("broker: backlog drain to mosquitto_sub")
+                res["broker_drain"] = broker_drain(b, msgs, args.publishers)
+            with broker() as b:
+                log("broker: live flood to mosquitto_sub")
+                res["broker_flood"] = broker_flood(b, msgs, args.publishers)
+        if "db" not in skip:
+            res["db_copy"] = []
+            for conns in (1, 2):
+                url = asyncio.run(fresh_db(f"copy{conns}"))
+                log(f"database: COPY with {conns} connection(s)")
+                res["db_copy"].append(asyncio.run(db_copy(url, batch, len(msgs), conns)))
+        if "naive" not in skip:
+            url = asyncio.run(fresh_db("naive"))
+            with broker() as b:
+                log(f"naive bridge: {args.naive_messages:,} messages")
+                res["naive"] = naive(b, url, msgs[: args.naive_messages], args.publishers)
+        if "service" not in skip:
+            res["service"] = []
+            for workers in (1, 2):
+                url = asyncio.run(fresh_db(f"service{workers}"))
+                with broker() as b:
+                    log(f"service: {workers} worker(s) draining {len(msgs):,}")
+                    res["service"].append(service_drain(b, url, msgs, workers, args.publishers, extra))
+        if "latency" not in skip:
+            one = next((r for r in res.get("service", []) if r["workers"] == 1), None)
+            rate = (one["msgs_per_s"] if one else 20_000) / 2
+            url = asyncio.run(fresh_db("latency"))
+            with broker() as b:
+                log(f"latency at {rate:,.0f} msgs/s for {max(args.latency_seconds, args.soak):.0f}s")
+                res["latency"] = latency(
+                    b, url, rate, args.latency_seconds, args.publishers, extra, args.soak
+                )
+    ratios = {}
+    svc = {r["workers"]: r for r in res.get("service", [])}
+    if 1 in svc and "broker_drain" in res:
+        ratios["1 worker / broker drain limit"] = svc[1]["msgs_per_s"] / res["broker_drain"]["msgs_per_s"]
+    if 2 in svc and "broker_drain" in res:
+        ratios["2 workers / broker drain limit"] = svc[2]["msgs_per_s"] / res["broker_drain"]["msgs_per_s"]
+    if 1 in svc and "naive" in res:
+        ratios["1 worker / naive bridge"] = svc[1]["msgs_per_s"] / res["naive"]["msgs_per_s"]
+    res["ratios"] = ratios
+    print(table(res))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    log(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
