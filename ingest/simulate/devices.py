@@ -56,7 +56,7 @@ class ReservoirModel:
         self.ratio = rng.uniform(10.0, 30.0)  # metres of level per metre of runoff
         self.coef = rng.uniform(0.4, 0.65)  # runoff coefficient
         self.tau_runoff = rng.uniform(2.0, 4.0) * HOUR
-        self.tau_release = rng.uniform(10.0, 30.0) * HOUR
+        self.tau_release = rng.uniform(6.0, 20.0) * HOUR  # ungated spillways: fast
         self.tau_dry = rng.uniform(40.0, 90.0) * DAY
         self.tau_seep = rng.uniform(6.0, 24.0) * HOUR
         self.piezometers = [
@@ -143,7 +143,7 @@ class PowerLineModel:
     def __init__(self, dev: Device, rng: Rng, weather: Weather, start: float) -> None:
         self.rng, self.weather, self.region = rng, weather, dev.region
         icy = dev.region in ICING_REGIONS
-        self.offset = -rng.uniform(0.5, 3.5) if icy else -rng.uniform(0.0, 1.5)
+        self.offset = -rng.uniform(0.5, 3.5) if icy else -rng.uniform(0.0, 0.8)  # ridge towers
         self.susceptibility = rng.uniform(0.5, 1.0)
         self.wind_factor = rng.uniform(0.7, 1.4)
         kv = float(dev.attributes["voltage_kv"])
@@ -205,9 +205,12 @@ _FAULTS: Final = ("GroundFailure", "HighTemperature", "OverCurrentFailure", "Pow
 
 
 class _Connector:
-    __slots__ = ("energy", "error", "next_change", "power", "soc", "soc_rate", "status")
+    __slots__ = ("energy", "error", "k_energy", "k_error", "k_power", "k_soc", "k_status",
+                 "next_change", "power", "soc", "soc_rate", "status")
 
-    def __init__(self, energy: float) -> None:
+    def __init__(self, i: int, energy: float) -> None:
+        self.k_energy, self.k_power, self.k_soc = f"energy_wh.{i}", f"power_w.{i}", f"soc_pct.{i}"
+        self.k_status, self.k_error = f"status.{i}", f"error_code.{i}"
         self.status = "Available"
         self.error = "NoError"
         self.energy = energy  # Wh register
@@ -230,7 +233,7 @@ class ChargerModel:
         self.rated_w = float(dev.attributes["rated_power_kw"]) * 1000.0
         self.sessions_per_day = rng.uniform(3.0, 8.0) if self.dc else rng.uniform(0.8, 2.5)
         n = int(dev.attributes["connectors"])
-        self.connectors = [_Connector(round(rng.uniform(0.0, 5e7))) for _ in range(n)]
+        self.connectors = [_Connector(i, round(rng.uniform(0.0, 5e7))) for i in range(1, n + 1)]
         self.start = start
         self.last = start
         self.next_periodic = _align_up(start, self.INTERVAL, float(rng.randint(0, 899)))
@@ -281,36 +284,40 @@ class ChargerModel:
             c.next_change = self._arrival(t)
 
     def first(self) -> float:
-        return min(self.next_periodic, *(c.next_change for c in self.connectors))
+        t = self.next_periodic
+        for c in self.connectors:
+            if c.next_change < t:
+                t = c.next_change
+        return t
 
     def fire(self, t: float, full: bool) -> tuple[Metrics, States | None, float]:
         dt = t - self.last
         self.last = t
-        changed: list[int] = []
+        changed: list[_Connector] = []
         states: States = {}
-        for i, c in enumerate(self.connectors, 1):
+        for c in self.connectors:
             if c.status == "Charging":
                 c.energy += c.power * dt / HOUR
                 c.soc = min(100.0, c.soc + c.soc_rate * dt)
             if c.next_change <= t:
                 was_faulted = c.status == "Faulted"
                 self._transition(c, t)
-                changed.append(i)
+                changed.append(c)
                 if c.status == "Faulted" or was_faulted:
-                    states[f"error_code.{i}"] = c.error
+                    states[c.k_error] = c.error
         periodic = t >= self.next_periodic
         if periodic:
             self.next_periodic += self.INTERVAL
-        show = range(1, len(self.connectors) + 1) if periodic or full else changed
+        show = self.connectors if periodic or full else changed
         m: Metrics = {}
-        for i in show:
-            c = self.connectors[i - 1]
-            m[f"energy_wh.{i}"] = float(int(c.energy))
-            m[f"power_w.{i}"] = c.power
-            if self.dc and c.status == "Charging":
-                m[f"soc_pct.{i}"] = round(c.soc, 1)
-        for i in show if full else changed:
-            states[f"status.{i}"] = self.connectors[i - 1].status
+        dc = self.dc
+        for c in show:
+            m[c.k_energy] = float(int(c.energy))
+            m[c.k_power] = c.power
+            if dc and c.status == "Charging":
+                m[c.k_soc] = round(c.soc, 1)
+        for c in self.connectors if full else changed:
+            states[c.k_status] = c.status
         if full:
             all_faulted = all(c.status == "Faulted" for c in self.connectors)
             states["status.0"] = "Faulted" if all_faulted else "Available"

@@ -144,15 +144,21 @@ class Simulation:
         """Messages with simulated time before `until`; call again to continue."""
         heap = self._heap
         units = self._units
+        bad_share = self.config.bad_share
+        replace = heapq.heapreplace
         while heap and heap[0][0] < until:
             t, idx, kind = heap[0]
             self.now = t
             unit = units[idx]
             if kind == _REPORT:
                 metrics, states, nxt = unit.model.fire(t, unit.needs_full)
-                heapq.heapreplace(heap, (nxt, idx, _REPORT))
-                if unit.online:
-                    yield from self._report(unit, t, metrics, states)
+                replace(heap, (nxt, idx, _REPORT))
+                if unit.online and (metrics or states):
+                    doc = self._document(unit, t, metrics, states)
+                    yield Message(unit.topic_telemetry, orjson.dumps(doc), t,
+                                  unit.device.device_class, unit.device.device_id, "telemetry")
+                    if bad_share and unit.bad_rng.random() < bad_share:
+                        yield self._spoil(unit, t, doc)
             else:
                 yield from self._status(unit, t)
 
@@ -180,40 +186,41 @@ class Simulation:
         return Message(unit.topic_status, payload, t, dev.device_class, dev.device_id, "status",
                        retain=True)
 
-    def _report(self, unit: _Unit, t: float, metrics: dict[str, float],
-                states: dict[str, str] | None) -> Iterator[Message]:
+    def _document(self, unit: _Unit, t: float, metrics: dict[str, float],
+                  states: dict[str, str] | None) -> dict[str, object]:
         dev = unit.device
-        cls = dev.device_class
         unit.seq += 1
-        doc: dict[str, object] = {"ts": format_ts(cls, t), "seq": unit.seq, "metrics": metrics}
+        doc: dict[str, object] = {"ts": format_ts(dev.device_class, t), "seq": unit.seq,
+                                  "metrics": metrics}
         if states:
             doc["states"] = states
         if unit.needs_full:
             doc["meta"] = dev.meta()
             unit.needs_full = False
-        topic = unit.topic_telemetry
-        yield Message(topic, orjson.dumps(doc), t, cls, dev.device_id, "telemetry")
-        rng = unit.bad_rng
-        if self.config.bad_share and rng.random() < self.config.bad_share:
-            kind = BAD_KINDS[rng.randint(0, len(BAD_KINDS) - 1)]
-            payload = self._spoil(kind, cls, t, doc)
-            yield Message(topic, payload, t, cls, dev.device_id, "telemetry", bad=kind)
+        return doc
 
-    def _spoil(self, kind: str, cls: str, t: float, doc: dict[str, object]) -> bytes:
-        metrics = dict(doc["metrics"])  # type: ignore[call-overload]
-        bad = dict(doc)
+    def _spoil(self, unit: _Unit, t: float, doc: dict[str, object]) -> Message:
+        """A deliberately bad copy of a report, tagged with its kind."""
+        dev = unit.device
+        cls = dev.device_class
+        kind = BAD_KINDS[unit.bad_rng.randint(0, len(BAD_KINDS) - 1)]
+        raw = doc["metrics"]
+        assert isinstance(raw, dict)
+        metrics = dict(raw)
+        bad = dict(doc, metrics=metrics)
         if kind == "bad_json":
             text = orjson.dumps(doc).decode()
-            return text[: len(text) // 2].encode()  # truncated on a character boundary
-        if kind == "unknown_metric":
-            metrics[_UNKNOWN_METRIC[cls]] = 1.0
-        elif kind == "out_of_range":
-            key, value = _OUT_OF_RANGE[cls]
-            metrics[key] = value
+            payload = text[: len(text) // 2].encode()  # truncated on a character boundary
         else:
-            bad["ts"] = format_ts(cls, t + round(self.config.future_offset_s))
-        bad["metrics"] = metrics
-        return orjson.dumps(bad)
+            if kind == "unknown_metric":
+                metrics[_UNKNOWN_METRIC[cls]] = 1.0
+            elif kind == "out_of_range":
+                key, value = _OUT_OF_RANGE[cls]
+                metrics[key] = value
+            else:
+                bad["ts"] = format_ts(cls, t + round(self.config.future_offset_s))
+            payload = orjson.dumps(bad)
+        return Message(unit.topic_telemetry, payload, t, cls, dev.device_id, "telemetry", bad=kind)
 
 
 def nominal_rate(fleet: Sequence[Device]) -> float:
