@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ingest.api import devices, indicators
 from ingest.api.common import error
@@ -15,6 +16,26 @@ OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 __all__ = ["OPENAPI", "add_routes"]
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors under /api/ are JSON, including aiohttp's own 404 and 405."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.content_type == "application/json" or exc.status < 400:
+            raise
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            body = (error(400, "method_not_allowed", exc.reason).text or "").replace("400", "405", 1)
+            raise web.HTTPMethodNotAllowed(
+                exc.method, exc.allowed_methods, text=body, content_type="application/json"
+            ) from None
+        status = exc.status if exc.status in (404, 413) else 400
+        raise error(status, _CODES.get(exc.status, "bad_request"), exc.reason) from None
+
+
+_CODES = {404: "not_found", 413: "too_large"}
+
+
 async def openapi(request: web.Request) -> web.Response:
     if not OPENAPI.is_file():
         raise error(404, "not_found", "the OpenAPI document is not installed beside the package")
@@ -22,6 +43,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
     r = app.router
     r.add_get("/api/v1/openapi.json", openapi)
     r.add_get("/api/v1/indicators", indicators.list_indicators)

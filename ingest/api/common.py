@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import orjson
@@ -97,7 +97,13 @@ def time_param(request: web.Request, name: str, default: datetime) -> datetime:
         bad(name, f"expected an ISO 8601 time with a zone, got {raw!r}")
     if ts.tzinfo is None:
         bad(name, f"the time {raw!r} has no zone (add Z or +08:00)")
+    if not _EARLIEST <= ts <= _LATEST:
+        bad(name, "from 1970 to 9000")
     return ts
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -17,6 +17,7 @@ from ingest.indicators import provisioning as prov
 from ingest.indicators.regions import UNKNOWN, normalise, region_keys
 
 MAX_BODY = 16 * 1024 * 1024
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -60,10 +61,15 @@ _COLUMNS = (
 
 
 def _cursor(raw: str) -> str:
+    if not raw or not set(raw) <= _B64:
+        bad("cursor", "not a cursor returned by this API")
     try:
-        return base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+        last = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         bad("cursor", "not a cursor returned by this API")
+    if "\x00" in last:
+        bad("cursor", "not a cursor returned by this API")
+    return last
 
 
 async def list_devices(request: web.Request) -> web.Response:
@@ -112,6 +118,8 @@ async def list_devices(request: web.Request) -> web.Response:
 
 async def _fetch_device(request: web.Request, device_id: str) -> Any:
     ctx = request.app[CTX]
+    if "\x00" in device_id:  # PostgreSQL text cannot hold NUL: no such device
+        raise error(404, "not_found", "no such device")
     online = _online_sql(ctx.cfg.rollup, "$2")
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(
