@@ -44,4 +44,7 @@ def make_app(ctx: AppContext) -> web.Application:
     from ingest.api import add_routes  # the API imports CTX from here
 
     add_routes(app)
+    from ingest.status_page import status_page  # imports CTX from here, like the API
+
+    app.router.add_get("/", status_page)
     return app
