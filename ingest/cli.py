@@ -183,6 +183,19 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ingest.simulate.cli import main as simulate_main
+
+    return simulate_main(args.rest)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ingest import demo
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return demo.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ingest",
@@ -248,10 +261,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pro.add_argument("csv", help="the CSV file")
     pro.set_defaults(func=cmd_provision)
+    sim = sub.add_parser(
+        "simulate",
+        add_help=False,
+        help="publish a simulated fleet over MQTT (ingest simulate --help)",
+        description="Run the fleet simulator; every argument goes to it.",
+    )
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run everything: broker, database, service and a simulated fleet",
+        description="Bring up what is missing (mosquitto on a free loopback port, the local "
+        "PostgreSQL or a private one in --workdir), migrate, start the service and a simulated "
+        "fleet, and print where to look. Ctrl-C stops everything it started.",
+    )
+    demo.add_argument("--scale", type=float, default=0.01, help="fleet size as a share of the "
+                      "plan's 2024 targets (default 0.01: ~450 devices)")
+    demo.add_argument("--speed", type=float, default=60.0,
+                      help="simulated seconds per real second (default 60)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--bad-share", type=float, default=0.01,
+                      help="share of malformed messages, to see dead letters (default 0.01)")
+    demo.add_argument("--duration", type=float, default=0.0,
+                      help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
+    demo.add_argument("--workdir", default=".run", help="where a private broker/database live")
+    demo.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:  # the simulator parses its own arguments, --help included
+        from ingest.simulate.cli import main as simulate_main
+
+        return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
