@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from adapters import Adapter, Decoded, DecodeError
+from adapters import Adapter, Decoded, DecodeError, Topic
 from ingest import topics
 
 
@@ -23,19 +23,32 @@ class Dispatcher:
         self.horizon = horizon
         self._by_key = {(a.device_class.name, a.channel): a for a in adapters}
         self._classes = {name for name, _ in self._by_key}
+        # Devices publish on the same few topics again and again: remember what a
+        # valid topic resolved to (bounded; cleared when full).
+        self._routes: dict[str, tuple[Topic, Adapter]] = {}
 
     @property
     def classes(self) -> frozenset[str]:
         return frozenset(self._classes)
 
-    def decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded:
-        """Decode one message or raise DecodeError with the reason."""
+    def _route(self, topic: str) -> tuple[Topic, Adapter]:
         t = topics.parse(topic, self.prefix)
         adapter = self._by_key.get((t.device_class, t.channel))
         if adapter is None:
             if t.device_class not in self._classes:
                 raise DecodeError("unknown_class", f"no device class {t.device_class!r}")
             raise DecodeError("unknown_channel", f"{t.device_class} has no channel {t.channel!r}")
+        if len(self._routes) >= 500_000:
+            self._routes.clear()
+        self._routes[topic] = (t, adapter)
+        return t, adapter
+
+    def decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded:
+        """Decode one message or raise DecodeError with the reason."""
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        t, adapter = route
         decoded = adapter.decode(t, payload, received_at)
         if decoded.status is None:
             ts = decoded.ts
