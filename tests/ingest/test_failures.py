@@ -89,7 +89,7 @@ def start_worker(broker: Broker, db_url: str, http_port: int, log: Path) -> subp
 async def wait_subscribed(proc: subprocess.Popen[bytes], http_port: int, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_bytes().decode(errors="replace")  # noqa: ASYNC240
+        assert proc.poll() is None, log.read_bytes().decode(errors="replace")
         try:
             body = await asyncio.to_thread(
                 lambda: urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1).read()
