@@ -54,12 +54,29 @@ FROM devices d
 WHERE d.class = 'datacenter' AND d.decommissioned_at IS NULL
 """
 
-SAMPLES = """
-SELECT device_id, ts, facility_energy_kwh, it_energy_kwh
-FROM readings_datacenter
-WHERE point = '' AND ts > $1 AND ts <= $2
-  AND facility_energy_kwh IS NOT NULL AND it_energy_kwh IS NOT NULL
-ORDER BY device_id, ts
+# The rule of energy.register_energy in SQL, so that a year of 15-minute samples is
+# not shipped to Python: forward steps of both registers count, a backward step of
+# either (reset) or IT outgrowing facility counts as nothing. Checked against the
+# Python rule in tests/indicators/test_store.py.
+STEPS = """
+SELECT device_id,
+       coalesce(sum(df) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS facility_kwh,
+       coalesce(sum(di) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS it_kwh,
+       coalesce(sum(dt) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS covered_s,
+       count(*) FILTER (WHERE df < 0 OR di < 0) AS resets,
+       count(*) FILTER (WHERE df >= 0 AND di >= 0 AND di > df) AS rejected,
+       min(ts) AS first, max(ts) AS last
+FROM (
+    SELECT device_id, ts,
+           facility_energy_kwh - lag(facility_energy_kwh) OVER w AS df,
+           it_energy_kwh - lag(it_energy_kwh) OVER w AS di,
+           extract(epoch FROM ts - lag(ts) OVER w)::float8 AS dt
+    FROM readings_datacenter
+    WHERE point = '' AND ts > $1 AND ts <= $2
+      AND facility_energy_kwh IS NOT NULL AND it_energy_kwh IS NOT NULL
+    WINDOW w AS (PARTITION BY device_id ORDER BY ts)
+) s
+GROUP BY device_id
 """
 
 BUCKETS = """
@@ -128,7 +145,9 @@ async def device_facts(conn: Any, cfg: RollupConfig, now: datetime) -> list[Devi
 
 
 async def energies(conn: Any, start: datetime, end: datetime, timescale: bool) -> dict[str, Energy]:
-    """Energy of every data-centre meter over (start, end]."""
+    """Energy of every data-centre meter over (start, end]: from the hourly
+    continuous aggregate with TimescaleDB (bucket segments, energy.register_energy),
+    else from the samples in SQL (STEPS)."""
     series: dict[str, list[Segment]] = {}
     if timescale:
         for r in await conn.fetch(BUCKETS, start, end):
@@ -139,12 +158,20 @@ async def energies(conn: Any, start: datetime, end: datetime, timescale: bool) -
                     r["facility_min"], r["facility_max"], r["it_min"], r["it_max"],
                 )
             )  # fmt: skip
-    else:
-        async with conn.transaction():
-            cursor = conn.cursor(SAMPLES, start, end, prefetch=20000)
-            async for r in cursor:
-                series.setdefault(r[0], []).append(Segment.sample(r[1], r[2], r[3]))
-    return {dev: register_energy(segs) for dev, segs in series.items()}
+        return {dev: register_energy(segs) for dev, segs in series.items()}
+    return {
+        r["device_id"]: Energy(
+            r["facility_kwh"],
+            r["it_kwh"],
+            r["covered_s"],
+            r["resets"],
+            r["rejected"],
+            1,
+            r["first"],
+            r["last"],
+        )
+        for r in await conn.fetch(STEPS, start, end)
+    }
 
 
 async def save(conn: Any, result: RollupResult) -> None:

@@ -32,7 +32,7 @@ def m002() -> tuple[str, str]:
 
 def test_every_statement_parses() -> None:
     plain, timescale = m002()
-    for text in (plain, timescale, store.BUCKETS, store.SAMPLES, store.DEVICES, store.RACKS, store.AUTOMATED):
+    for text in (plain, timescale, store.BUCKETS, store.STEPS, store.DEVICES, store.RACKS, store.AUTOMATED):
         assert pglast.parse_sql(text)
 
 
