@@ -322,10 +322,11 @@ SELECT add_continuous_aggregate_policy('readings_datacenter_daily',
     schedule_interval => INTERVAL '1 day', if_not_exists => TRUE);
 
 SELECT create_hypertable('state_events', 'ts', chunk_time_interval => INTERVAL '7 days', if_not_exists => TRUE);
+-- TimescaleDB requires the columns of a unique index in segmentby or orderby.
 ALTER TABLE state_events SET (
     timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id',
-    timescaledb.compress_orderby = 'ts DESC'
+    timescaledb.compress_segmentby = 'device_id, name',
+    timescaledb.compress_orderby = 'ts DESC, point'
 );
 SELECT add_compression_policy('state_events', INTERVAL '14 days', if_not_exists => TRUE);
 SELECT add_retention_policy('state_events', INTERVAL '1095 days', if_not_exists => TRUE);

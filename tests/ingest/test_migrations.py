@@ -1,0 +1,158 @@
+"""Migration 001: applied on the real PostgreSQL (plain variant), and its TimescaleDB
+variant checked as text — every statement parses with PostgreSQL's own parser
+(pglast) and does what production needs for every class table."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import pglast
+from pglast import ast
+
+from adapters import CLASSES
+from ingest.migrate import migrate, migrations, render
+
+READINGS = [c.table for c in CLASSES]
+
+
+def m001() -> tuple[str, str]:
+    m = next(m for m in migrations() if m.version == 1)
+    return m.sql(timescale=False), m.sql(timescale=True)
+
+
+def calls(sql: str, name: str) -> list[ast.FuncCall]:
+    """The SELECT name(...) calls in a script."""
+    out = []
+    for raw in pglast.parse_sql(sql):
+        s = raw.stmt
+        if isinstance(s, ast.SelectStmt) and s.targetList:
+            fn = s.targetList[0].val
+            if isinstance(fn, ast.FuncCall) and fn.funcname[-1].sval == name:
+                out.append(fn)
+    return out
+
+
+def first_arg(fn: ast.FuncCall) -> str:
+    arg = fn.args[0]
+    return str(arg.val.sval if isinstance(arg, ast.A_Const) else arg.arg.val.sval)
+
+
+def named_args(fn: ast.FuncCall) -> dict[str, ast.Node]:
+    return {a.name: a.arg for a in fn.args if isinstance(a, ast.NamedArgExpr)}
+
+
+def caggs(sql: str) -> dict[str, ast.CreateTableAsStmt]:
+    return {
+        raw.stmt.into.rel.relname: raw.stmt
+        for raw in pglast.parse_sql(sql)
+        if isinstance(raw.stmt, ast.CreateTableAsStmt)
+    }
+
+
+def output_names(select: ast.SelectStmt) -> list[str]:
+    return [t.name or t.val.fields[-1].sval for t in select.targetList]
+
+
+def test_both_variants_parse() -> None:
+    plain, timescale = m001()
+    assert pglast.parse_sql(plain)
+    assert pglast.parse_sql(timescale)
+    assert pglast.parse_sql(render(timescale=True))
+
+
+def test_timescale_hypertables_compression_and_retention() -> None:
+    _, sql = m001()
+    hyper = {first_arg(f): f for f in calls(sql, "create_hypertable")}
+    assert set(hyper) == {*READINGS, "state_events"}
+    for f in hyper.values():
+        assert f.args[1].val.sval == "ts"  # partitioned by the reading's own time
+        assert "if_not_exists" in named_args(f)
+    assert {first_arg(f) for f in calls(sql, "add_compression_policy")} == {*READINGS, "state_events"}
+    assert {first_arg(f) for f in calls(sql, "add_retention_policy")} == {*READINGS, "state_events"}
+    for table in READINGS:
+        block = re.search(rf"ALTER TABLE {table} SET \((.*?)\);", sql, re.S)
+        assert block, table
+        assert "timescaledb.compress," in block[1]
+        assert "timescaledb.compress_segmentby = 'device_id, point'" in block[1]
+        assert "timescaledb.compress_orderby = 'ts DESC'" in block[1]
+
+
+def test_compression_covers_every_unique_key() -> None:
+    """TimescaleDB refuses compression unless the columns of each unique index are
+    in segmentby or orderby."""
+    plain, sql = m001()
+    uniques = {
+        raw.stmt.relation.relname: {p.name for p in raw.stmt.indexParams}
+        for raw in pglast.parse_sql(plain)
+        if isinstance(raw.stmt, ast.IndexStmt) and raw.stmt.unique
+    }
+    assert set(uniques) >= {*READINGS, "state_events"}
+    for table in (*READINGS, "state_events"):
+        block = re.search(rf"ALTER TABLE {table} SET \((.*?)\);", sql, re.S)
+        assert block, table
+        seg = re.search(r"compress_segmentby = '([^']*)'", block[1])
+        order = re.search(r"compress_orderby = '([^']*)'", block[1])
+        assert seg and order
+        covered = {c.strip().split()[0] for c in f"{seg[1]},{order[1]}".split(",")}
+        assert uniques[table] <= covered, (table, uniques[table] - covered)
+
+
+def test_continuous_aggregates_cover_every_metric() -> None:
+    plain, sql = m001()
+    aggs = caggs(sql)
+    policies = {first_arg(f): named_args(f) for f in calls(sql, "add_continuous_aggregate_policy")}
+    for cls in CLASSES:
+        for period in ("hourly", "daily"):
+            name = f"{cls.table}_{period}"
+            stmt = aggs[name]
+            assert stmt.objtype == pglast.enums.ObjectType.OBJECT_MATVIEW
+            opts = {f"{o.defnamespace}.{o.defname}" for o in stmt.into.options}
+            assert "timescaledb.continuous" in opts
+            assert stmt.into.skipData  # WITH NO DATA: allowed inside the migration's transaction
+            query = stmt.query
+            assert query.fromClause[0].relname == cls.table
+            bucket = query.targetList[0].val
+            assert bucket.funcname[-1].sval == "time_bucket"
+            cols = set(output_names(query))
+            for m in cls.metrics:
+                assert f"{m.name}_min" in cols and f"{m.name}_max" in cols
+                assert m.register or f"{m.name}_avg" in cols
+            assert {"start_offset", "end_offset", "schedule_interval"} <= set(policies[name])
+    # the plain views have the same names and columns, so queries work on both
+    views = {
+        raw.stmt.view.relname: raw.stmt.query
+        for raw in pglast.parse_sql(plain)
+        if isinstance(raw.stmt, ast.ViewStmt)
+    }
+    for name, stmt in aggs.items():
+        assert output_names(views[name]) == output_names(stmt.query), name
+
+
+async def test_plain_migration_applies_once_and_matches_the_adapters(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        applied = await migrate(conn, use_timescale=False)
+        assert applied[0] == "001_core"
+        assert await migrate(conn, use_timescale=False) == []
+        rows = await conn.fetch("SELECT version, variant FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == sorted(r["version"] for r in rows)
+        assert {r["variant"] for r in rows} == {"plain"}
+        for cls in CLASSES:
+            cols = {
+                r["column_name"]: r["data_type"]
+                for r in await conn.fetch(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1",
+                    cls.table,
+                )
+            }
+            for m in cls.metrics:
+                assert cols.get(m.name) == "double precision", (cls.table, m.name)
+            key = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1", f"{cls.table}_key"
+            )
+            assert "UNIQUE" in key and "(device_id, point, ts)" in key
+            for period in ("hourly", "daily"):  # the views answer queries
+                await conn.fetch(f"SELECT * FROM {cls.table}_{period} LIMIT 1")
+    finally:
+        await conn.close()
