@@ -80,7 +80,7 @@ class Service:
         if self.cfg.database.migrate_on_start:
             await wait_and_migrate(self.cfg)
         # Reads of the API and the rollup; min_size=0 so that a database that is down
-        # at start does not stop the worker (the writer rides that out with its spool).
+        # at start does not stop the worker (the writers retry; the broker holds the messages).
         self.pool = await asyncpg.create_pool(
             self.cfg.database.url, min_size=0, max_size=4, timeout=self.cfg.database.connect_timeout_s
         )
