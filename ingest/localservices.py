@@ -59,6 +59,11 @@ class Broker:
                 port=self.port, dir=self.dir, persistence="true" if self.persistence else "false"
             )
         )
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to its own user: let it write its log
+            # and persistence file here.
+            with contextlib.suppress(KeyError, LookupError):
+                shutil.chown(self.dir, "mosquitto")
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -198,6 +198,8 @@ class MqttSource:
             self._metrics.mqtt_connected.set(0)
             if not transport.is_closing():
                 transport.abort()
+            if not self._stopping:
+                log.warning("MQTT connection lost; reconnecting")
         return True
 
     async def run(self) -> None:
@@ -218,8 +220,6 @@ class MqttSource:
                 )
             if self._stopping:
                 break
-            if self._proto is not None:
-                log.warning("MQTT connection lost; reconnecting")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.cfg.reconnect_max_s)
 
