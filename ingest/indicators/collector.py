@@ -1,7 +1,8 @@
 """Prometheus collector of the plan's figures, read from the latest rollup in memory.
 
 Labels are bounded: indicator (the catalogue), region (eleven keys and `unknown`),
-year (the catalogue's target years), class (four). Nothing per device.
+year (the catalogue's target years), class (four), alarm (alarms.ALARMS). Nothing
+per device.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class IndicatorCollector(Collector):
             "online": g("fleet_devices_online",
                         "Devices that reported within their class's expected interval, by class and region",
                         labels=["class", "region"]),
+            "alarm": g("fleet_alarm_devices",
+                       "Devices whose latest reading is in alarm, by alarm, class and region",
+                       labels=["alarm", "class", "region"]),
             "last": g("plan_rollup_last_success_timestamp_seconds",
                       "Unix time of the last successful indicator rollup"),
             "duration": g("plan_rollup_duration_seconds", "Duration of the last successful rollup"),
@@ -66,6 +70,8 @@ class IndicatorCollector(Collector):
             for (cls, region), (built, online) in latest.fleet.items():
                 fam["built"].add_metric([cls, region], built)
                 fam["online"].add_metric([cls, region], online)
+            for (alarm, cls, region), n in latest.alarms.items():
+                fam["alarm"].add_metric([alarm, cls, region], n)
             fam["duration"].add_metric([], latest.duration_s)
         if self.rollup.last_success is not None:
             fam["last"].add_metric([], self.rollup.last_success)

@@ -60,6 +60,8 @@ class RollupResult:
     fleet: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     # (indicator key, region) -> figure
     figures: dict[tuple[str, str], Figure] = field(default_factory=dict)
+    # (alarm, class, region) -> devices in alarm (alarms.count)
+    alarms: dict[tuple[str, str, str], int] = field(default_factory=dict)
     duration_s: float = 0.0
 
 

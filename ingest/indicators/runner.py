@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ingest.config import RollupConfig
-from ingest.indicators import store
+from ingest.indicators import alarms, store
 from ingest.indicators.catalogue import Catalogue
 from ingest.indicators.compute import Params, RollupResult, rollup
 
@@ -37,6 +37,7 @@ class Rollup:
         energies = await store.energies(conn, start, now, timescale)
         params = Params(now=now, window_days=self.cfg.pue_window_days, pue_category=self.cfg.pue_category)
         result = rollup(self.catalogue, facts, energies, params)
+        result.alarms = alarms.count(await store.latest_values(conn, self.cfg, now))
         result.duration_s = time.perf_counter() - started
         return result
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ingest.config import RollupConfig
+from ingest.indicators.alarms import Latest
 from ingest.indicators.compute import DeviceFacts, RollupResult
 from ingest.indicators.energy import Energy, Segment, register_energy
 from ingest.indicators.regions import normalise
@@ -88,6 +89,51 @@ ORDER BY device_id, bucket
 """
 
 
+# Latest values within each class's online window ($2, $3, $4 seconds), and thresholds
+# (provisioned attributes win over hints).
+LATEST = """
+WITH res AS (
+    SELECT DISTINCT ON (device_id) device_id, level_m
+    FROM readings_reservoir
+    WHERE point = '' AND level_m IS NOT NULL
+     AND ts > $1::timestamptz - make_interval(secs => $2) AND ts <= $1::timestamptz
+    ORDER BY device_id, ts DESC
+), ice AS (
+    SELECT DISTINCT ON (device_id) device_id, ice_thickness_mm
+    FROM readings_power_line
+    WHERE point = '' AND ice_thickness_mm IS NOT NULL
+     AND ts > $1::timestamptz - make_interval(secs => $3) AND ts <= $1::timestamptz
+    ORDER BY device_id, ts DESC
+), hot AS (
+    SELECT DISTINCT ON (device_id) device_id, conductor_temp_c
+    FROM readings_power_line
+    WHERE point = '' AND conductor_temp_c IS NOT NULL
+     AND ts > $1::timestamptz - make_interval(secs => $3) AND ts <= $1::timestamptz
+    ORDER BY device_id, ts DESC
+), connectors AS (
+    SELECT DISTINCT ON (device_id, point) device_id, value
+    FROM state_events
+    WHERE class = 'charger' AND name = 'status' AND point <> '0'
+     AND ts > $1::timestamptz - make_interval(secs => $4) AND ts <= $1::timestamptz
+    ORDER BY device_id, point, ts DESC
+), faulted AS (
+    SELECT DISTINCT device_id FROM connectors WHERE value = 'Faulted'
+)
+SELECT d.device_id, d.class, d.region, res.level_m, ice.ice_thickness_mm, hot.conductor_temp_c,
+       faulted.device_id IS NOT NULL AS faulted,
+       COALESCE(d.attributes -> 'flood_limit_level_m', d.meta -> 'flood_limit_level_m') AS flood_limit,
+       COALESCE(d.attributes -> 'design_ice_mm', d.meta -> 'design_ice_mm') AS design_ice
+FROM devices d
+LEFT JOIN res ON res.device_id = d.device_id
+LEFT JOIN ice ON ice.device_id = d.device_id
+LEFT JOIN hot ON hot.device_id = d.device_id
+LEFT JOIN faulted ON faulted.device_id = d.device_id
+WHERE d.decommissioned_at IS NULL
+  AND (res.device_id IS NOT NULL OR ice.device_id IS NOT NULL OR hot.device_id IS NOT NULL
+       OR faulted.device_id IS NOT NULL)
+"""
+
+
 def _num(value: Any) -> float | None:
     """A JSON attribute as a number (jsonb comes back as text)."""
     if value is None:
@@ -142,6 +188,30 @@ async def device_facts(conn: Any, cfg: RollupConfig, now: datetime) -> list[Devi
             )
         )
     return out
+
+
+async def latest_values(conn: Any, cfg: RollupConfig, now: datetime) -> list[Latest]:
+    rows = await conn.fetch(
+        LATEST,
+        now,
+        float(cfg.online_reservoir_s),
+        float(cfg.online_power_line_s),
+        float(cfg.online_charger_s),
+    )
+    return [
+        Latest(
+            device_id=r["device_id"],
+            device_class=r["class"],
+            region=normalise(r["region"]),
+            level_m=r["level_m"],
+            flood_limit_level_m=_num(r["flood_limit"]),
+            ice_thickness_mm=r["ice_thickness_mm"],
+            design_ice_mm=_num(r["design_ice"]),
+            conductor_temp_c=r["conductor_temp_c"],
+            faulted=r["faulted"],
+        )
+        for r in rows
+    ]
 
 
 async def energies(conn: Any, start: datetime, end: datetime, timescale: bool) -> dict[str, Energy]:

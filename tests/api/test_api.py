@@ -219,6 +219,7 @@ async def test_metrics_pass_promtool_and_are_bounded(fed: Fed) -> None:
     assert 'fleet_devices_online{class="charger",region="unknown"} 1.0' in lines
     assert 'plan_indicator_interim{indicator="dc_average_pue",region="guian"} 1.0' in lines
     assert any(x.startswith("plan_indicator_progress_ratio{") for x in lines)
+    assert 'fleet_alarm_devices{alarm="faulted",class="charger",region="520100"} 1.0' in lines
     last = next(x for x in lines if x.startswith("plan_rollup_last_success_timestamp_seconds"))
     assert abs(float(last.split()[1]) - time.time()) < 60
     assert not any("device" in x.split("{")[-1] for x in lines if "{" in x)  # no per-device labels

@@ -85,16 +85,36 @@ def telemetry(
 def fleet_messages(now: datetime) -> list[tuple[str, bytes]]:
     """The known fleet. Expected figures are in test_rollup.py."""
     t0 = now.replace(microsecond=0) - timedelta(hours=3)
+    recent = now.replace(microsecond=0) - timedelta(minutes=10)  # within every online window
     m = [
         # res-a: automatic report with level and rain -> automated
         telemetry("reservoir", "res-a", t0, {"level_m": 1050.0, "rain_1h_mm": 0.5}, region="520100"),
-        # res-b: level only -> built, not automated
-        telemetry("reservoir", "res-b", t0, {"level_m": 980.0}),
+        # res-b: level only -> built, not automated; above its hinted flood-limit level
+        telemetry("reservoir", "res-b", recent, {"level_m": 980.0}, flood_limit_level_m=975.0),
         # res-d: not provisioned, hints Guiyang, level and rain -> automated but unprovisioned
         telemetry("reservoir", "res-d", t0, {"level_m": 700.0, "rain_5min_mm": 0.0}, region="520100"),
         # pl-1 hints Liupanshui, provisioned in Bijie: the provisioned region wins
-        telemetry("power_line", "pl-1", t0, {"conductor_temp_c": 20.0}, region="520200"),
+        # ... and its ice (17 mm) is above 80 % of its design ice (20 mm)
+        telemetry(
+            "power_line",
+            "pl-1",
+            recent,
+            {"conductor_temp_c": 20.0, "ice_thickness_mm": 17.0},
+            region="520200",
+            design_ice_mm=20.0,
+        ),
         telemetry("charger", "ch-1", t0, {"power_w": 7000.0}, region="520100"),
+        # ch-1's connector 2 is faulted
+        (
+            "gz/v1/charger/ch-1/telemetry",
+            orjson.dumps(
+                {
+                    "ts": t0.isoformat(),
+                    "metrics": {},
+                    "states": {"status.1": "Charging", "status.2": "Faulted"},
+                }
+            ),
+        ),
         telemetry("charger", "ch-2", t0, {"power_w": 0.0}, region="520100"),
         telemetry("charger", "ch-3", t0, {"power_w": 0.0}),  # no region: province only
     ]

@@ -79,3 +79,16 @@ def test_a_reset_costs_only_its_own_interval(raw: list[tuple[float, float]], at:
     assert e.resets == 1
     assert e.facility_kwh == pytest.approx(clean.facility_kwh - lost_f, abs=1e-6)
     assert e.facility_kwh >= 0 and e.it_kwh <= e.facility_kwh + 1e-9
+
+
+def test_alarm_thresholds() -> None:
+    from ingest.indicators.alarms import Latest, count, in_alarm
+
+    hot = Latest(
+        "a", "power_line", "520500", conductor_temp_c=80.0, ice_thickness_mm=10.0, design_ice_mm=20.0
+    )
+    assert in_alarm(hot) == ["ice_50pct_design", "conductor_temp_70c", "conductor_temp_80c"]
+    assert in_alarm(Latest("b", "reservoir", "unknown", level_m=10.0, flood_limit_level_m=10.0)) == []
+    assert in_alarm(Latest("c", "power_line", "unknown", ice_thickness_mm=5.0, design_ice_mm=None)) == []
+    counts = count([Latest("d", "charger", "unknown", faulted=True)])
+    assert counts[("faulted", "charger", "unknown")] == counts[("faulted", "charger", "520000")] == 1

@@ -67,6 +67,16 @@ async def test_rollup_exact_per_region(mqtt_broker: Broker, db_url: str, tmp_pat
             assert v[("dc_average_pue", "520000")] == pytest.approx(2150 / 1520)
             assert v[("dc_average_pue", "520100")] is None
 
+            # Devices in alarm: bounded counts, every pair present.
+            assert len(res.alarms) == 6 * 12
+            assert sum(res.alarms.values()) == 2 * 4, {k: n for k, n in res.alarms.items() if n}
+            assert res.alarms[("above_flood_limit", "reservoir", "520500")] == 1  # res-b
+            assert res.alarms[("above_flood_limit", "reservoir", "520000")] == 1
+            assert res.alarms[("ice_50pct_design", "power_line", "520500")] == 1  # pl-1
+            assert res.alarms[("ice_80pct_design", "power_line", "520500")] == 1
+            assert res.alarms[("faulted", "charger", "520100")] == 1  # ch-1
+            assert res.alarms[("conductor_temp_70c", "power_line", "520000")] == 0
+
             # Decommissioned devices stop counting.
             r = await http.delete(f"{base}/devices/res-b", headers=ADMIN)
             assert r.status == 204
