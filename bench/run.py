@@ -349,6 +349,15 @@ async def latency_from_db(url: str, since: datetime) -> list[float]:
         await conn.close()
 
 
+async def _dead(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT reason, count(*) AS n FROM dead_letters GROUP BY 1")
+        return {r["reason"]: r["n"] for r in rows}
+    finally:
+        await conn.close()
+
+
 def latency(
     b: Broker, url: str, rate: float, seconds: float, procs: int, extra: dict[str, str], soak: float = 0.0
 ) -> dict[str, Any]:
@@ -361,7 +370,6 @@ def latency(
         since = datetime.now(UTC)
         duration = max(seconds, soak)
         n = int(rate * duration)
-        msgs = generate(n, seed=7, ts_now=True)
         t0 = time.perf_counter()
         pub = subprocess.Popen(
             [sys.executable, "-c", _LIVE_PUBLISHER, str(b.port), str(n), str(rate), str(procs)], cwd=ROOT
@@ -370,14 +378,19 @@ def latency(
             rss_samples.append((time.perf_counter() - t0, rss(w.pid)))
             time.sleep(min(10.0, max(1.0, duration / 30)))
         wait_until = time.monotonic() + 60
-        while time.monotonic() < wait_until and health(port)["committed_messages"] < len(msgs):
+        while time.monotonic() < wait_until and health(port)["committed_messages"] < n:
             time.sleep(0.1)
+        committed = health(port)["committed_messages"]
         lat = sorted(asyncio.run(latency_from_db(url, since - timedelta(seconds=1))))
+        dead = asyncio.run(_dead(url))
     finally:
         stop([w])
     q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
     return {
         "rate": rate,
+        "published": n,
+        "committed": committed,
+        "dead_letters": dead,
         "messages": len(lat),
         "p50_s": q[49],
         "p99_s": q[98],
@@ -464,7 +477,8 @@ def table(res: dict[str, Any]) -> str:
         lat = res["latency"]
         lines.append(
             f"latency publish→commit at {lat['rate']:,.0f} msgs/s: p50 {lat['p50_s'] * 1000:.0f} ms, "
-            f"p99 {lat['p99_s'] * 1000:.0f} ms ({lat['messages']:,} msgs)"
+            f"p99 {lat['p99_s'] * 1000:.0f} ms ({lat['messages']:,} rows of {lat['published']:,} published, "
+            f"{lat['committed']:,} committed, dead letters {lat['dead_letters'] or 'none'})"
         )
     for k, v in res.get("ratios", {}).items():
         lines.append(f"{k}: {v:.2f}")
@@ -477,12 +491,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-messages", type=int, default=20_000, help="backlog for the naive bridge")
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        help="messages/s for the latency run (default: half the one-worker drain rate)",
+    )
     ap.add_argument("--soak", type=float, default=0.0, help="soak seconds at half load (RSS over time)")
     ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency")
-    ap.add_argument("--max-rows", default="5000", help="INGEST_BATCH_MAX_ROWS for the workers")
+    ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS for the workers (default: theirs)")
+    ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS for the workers (default: theirs)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    extra = {"INGEST_BATCH_MAX_ROWS": args.max_rows}
+    extra = {k: v for k, v in (("INGEST_BATCH_MAX_ROWS", args.max_rows),
+                                ("INGEST_BATCH_MAX_AGE_MS", args.max_age_ms)) if v}
     res: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "versions": versions(),
@@ -532,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                     res["service"].append(service_drain(b, url, msgs, workers, args.publishers, extra))
         if "latency" not in skip:
             one = next((r for r in res.get("service", []) if r["workers"] == 1), None)
-            rate = (one["msgs_per_s"] if one else 20_000) / 2
+            rate = args.latency_rate or (one["msgs_per_s"] if one else 20_000) / 2
             url = asyncio.run(fresh_db("latency"))
             with broker() as b:
                 log(f"latency at {rate:,.0f} msgs/s for {max(args.latency_seconds, args.soak):.0f}s")

@@ -68,8 +68,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True, slots=True)
 class BatchConfig:
-    max_rows: int = 5000  # flush when a batch holds this many messages
-    max_age_ms: int = 200  # ... or when its oldest message is this old
+    max_rows: int = 2000  # flush when a batch holds this many messages
+    max_age_ms: int = 100  # ... or when its oldest message is this old
     max_pending: int = 4  # batches waiting for the writer before intake pauses
 
 
