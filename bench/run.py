@@ -499,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--soak", type=float, default=0.0, help="soak seconds at half load (RSS over time)")
     ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency")
-    ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS for the workers (default: theirs)")
-    ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS for the workers (default: theirs)")
+    ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS (default: theirs)")
+    ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS (default: theirs)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     extra = {k: v for k, v in (("INGEST_BATCH_MAX_ROWS", args.max_rows),
