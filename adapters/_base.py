@@ -94,6 +94,9 @@ class DeviceClass:
     states: tuple[State, ...] = ()
     meta: tuple[MetaField, ...] = ()
     expected_interval_s: int = 3600
+    # A report makes the device "automated" (plan counting) when it carries at least
+    # one metric of each group; no groups: any automatic report does.
+    automation: tuple[tuple[str, ...], ...] = ()
     metric_index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     # name -> (column index, minimum, maximum): the decoder's hot-path lookup
     metric_bounds: Mapping[str, tuple[int, float, float]] = field(init=False, repr=False, compare=False)
@@ -107,6 +110,14 @@ class DeviceClass:
         object.__setattr__(self, "state_index", {s.name: s for s in self.states})
         all_meta = COMMON_META + self.meta
         object.__setattr__(self, "meta_index", {f.name: f for f in all_meta})
+
+    def automates(self, rows: list[Row]) -> bool:
+        """Whether rows of one automatic report satisfy `automation`."""
+        for group in self.automation:
+            cols = [self.metric_index[name] for name in group]
+            if not any(values[i] is not None for _, values in rows for i in cols):
+                return False
+        return True
 
     @property
     def table(self) -> str:

@@ -10,6 +10,8 @@ RESERVOIR = DeviceClass(
     name="reservoir",
     title="Small-reservoir monitoring station",
     expected_interval_s=3600,  # hourly on the hour; every 5 min in rain
+    # DOMAIN.md: automated once it sent an automatic report with level and rain
+    automation=(("level_m",), ("rain_5min_mm", "rain_1h_mm", "rain_cum_mm")),
     metrics=(
         Metric("rain_5min_mm", "mm", 0, 25.4, "rainfall in the last 5 minutes"),
         Metric("rain_1h_mm", "mm", 0, 150, "rainfall in the last hour"),

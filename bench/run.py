@@ -388,7 +388,7 @@ def latency(
     q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
     return {
         "rate": rate,
-        "published": n,
+        "published": n // procs * procs,
         "committed": committed,
         "dead_letters": dead,
         "messages": len(lat),

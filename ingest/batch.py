@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapters import Decoded, DecodeError
+from adapters import CLASSES, Decoded, DecodeError
+
+_CLASSES = {c.name: c for c in CLASSES}
 
 # (device_id, ts, point, seq, *metric values) in the class table's column order
 ReadingRow = tuple[Any, ...]
@@ -80,7 +82,7 @@ class Batch:
         else:
             if touch.last_ts is None or d.ts > touch.last_ts:
                 touch.last_ts = d.ts
-            if d.automatic and touch.automated_at is None:
+            if d.automatic and touch.automated_at is None and _CLASSES[cls].automates(d.rows):
                 touch.automated_at = d.ts
         if d.meta:
             if touch.meta is None:
