@@ -16,7 +16,7 @@ def _doc(cls: str, k: int, rnd: random.Random) -> dict[str, object]:
         return {
             "rain_5min_mm": round(rnd.uniform(0, 3), 1),
             "rain_1h_mm": round(rnd.uniform(0, 20), 1),
-            "rain_cum_mm": round(1000.0 + 0.1 * k, 1),
+            "rain_cum_mm": round(1000.0 + 0.001 * k, 3),
             "level_m": round(1050 + rnd.uniform(-2, 2), 3),
             "battery_v": round(rnd.uniform(11.8, 13.2), 2),
         }

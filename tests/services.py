@@ -4,11 +4,15 @@ dropped per test on the machine's server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
+from ingest.config import Config
 from ingest.localservices import (
     BROKER_CONF,
     Broker,
@@ -17,6 +21,7 @@ from ingest.localservices import (
     free_port,
     private_postgres,
 )
+from ingest.service import Service
 
 __all__ = [
     "BROKER_CONF",
@@ -28,6 +33,7 @@ __all__ = [
     "drop_database",
     "free_port",
     "private_postgres",
+    "running",
 ]
 
 PG_ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -55,3 +61,20 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def running(cfg: Config) -> AsyncIterator[Service]:
+    """The real service in this event loop, started and subscribed; stopped after."""
+    svc = Service(cfg)
+    task = asyncio.create_task(svc.run())
+    ready = asyncio.create_task(svc.ready.wait())
+    await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # the service failed to start: show why
+    await asyncio.wait_for(svc.source.wait_subscribed(), 10)
+    try:
+        yield svc
+    finally:
+        svc.stop()
+        await asyncio.wait_for(task, 30)

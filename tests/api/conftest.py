@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from ingest.service import Service
-from tests.indicators.plant import ADMIN, PROVISION_CSV, fleet_messages, make_cfg, running
+from tests.indicators.plant import ADMIN, PROVISION_CSV, fleet_messages, make_cfg
 from tests.mqttclient import publish
-from tests.services import Broker
+from tests.services import Broker, running
 
 
 @pytest.fixture

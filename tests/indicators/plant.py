@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +9,6 @@ import orjson
 
 from ingest import config
 from ingest.config import hash_token
-from ingest.service import Service
 from tests.services import Broker
 
 READ_TOKEN = "read-secret"
@@ -45,22 +41,6 @@ pue_window_days = {window_days}
             "INGEST_BATCH_MAX_AGE_MS": "50",
         },
     )
-
-
-@asynccontextmanager
-async def running(cfg: config.Config) -> AsyncIterator[Service]:
-    svc = Service(cfg)
-    task = asyncio.create_task(svc.run())
-    ready = asyncio.create_task(svc.ready.wait())
-    await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    await asyncio.wait_for(svc.source.wait_subscribed(), 10)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
 
 
 PROVISION_CSV = """\

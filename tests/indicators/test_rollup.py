@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from ingest.indicators import energy
-from tests.indicators.plant import ADMIN, PROVISION_CSV, fleet_messages, make_cfg, running
+from tests.indicators.plant import ADMIN, PROVISION_CSV, fleet_messages, make_cfg
 from tests.mqttclient import publish
-from tests.services import Broker
+from tests.services import Broker, running
 
 
 async def test_rollup_exact_per_region(mqtt_broker: Broker, db_url: str, tmp_path: Path) -> None:

@@ -19,10 +19,9 @@ import asyncpg
 import orjson
 import pytest
 
-from ingest.service import Service
 from tests.ingest.test_pipeline import make_cfg
 from tests.mqttclient import publish
-from tests.services import Broker, broker, free_port, private_postgres
+from tests.services import Broker, broker, free_port, private_postgres, running
 
 pytestmark = pytest.mark.slow
 
@@ -145,40 +144,37 @@ async def test_postgres_stopped_mid_stream_loses_nothing(mqtt_broker: Broker) ->
     msgs = stream(20_000)
     with private_postgres() as pg:
         cfg = make_cfg(mqtt_broker, pg.url, max_rows=1000)
-        svc = Service(cfg)
-        task = asyncio.create_task(svc.run())
-        await asyncio.wait_for(svc.ready.wait(), 30)
-        await asyncio.wait_for(svc.source.wait_subscribed(), 10)
-        try:
+        async with running(cfg) as svc:
             first, rest = msgs[:5_000], msgs[5_000:]
             await asyncio.to_thread(publish, mqtt_broker.port, first)
             await asyncio.wait_for(svc.pipeline.wait_committed(len(first)), 30)
             await asyncio.to_thread(pg.stop)
             publisher = asyncio.create_task(asyncio.to_thread(publish, mqtt_broker.port, rest))
             # The writers fail and retry; intake pauses; the broker holds the rest.
-            await asyncio.sleep(3)
+            paused = svc.metrics.registry
+            deadline = time.monotonic() + 30
+            while paused.get_sample_value("ingest_intake_paused") != 1:
+                assert time.monotonic() < deadline, "intake never paused"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1)
             assert svc.pipeline.committed_messages == len(first)
-            assert svc.pipeline.pending_messages <= cfg.mqtt.receive_maximum
+            # held by the worker: the waiting batches, the two the writers retry, the
+            # open one, and what was already read from the socket
+            bound = (cfg.batch.max_pending + 3) * cfg.batch.max_rows + 1_000
+            assert svc.pipeline.pending_messages <= bound < len(rest)
             await asyncio.to_thread(pg.start)
             await publisher
             await asyncio.wait_for(svc.pipeline.wait_committed(len(msgs)), 60)
             assert await rows(pg.url) == len(msgs)
             errors = svc.metrics.registry.get_sample_value("ingest_db_errors_total", {"kind": "transient"})
             assert errors and errors >= 1
-        finally:
-            svc.stop()
-            await asyncio.wait_for(task, 30)
 
 
 async def test_broker_restart_reconnects_and_loses_nothing(db_url: str) -> None:
     msgs = stream(6_000)
     first, rest = msgs[:3_000], msgs[3_000:]
     with broker(persistence=True) as b:
-        svc = Service(make_cfg(b, db_url))
-        task = asyncio.create_task(svc.run())
-        await asyncio.wait_for(svc.ready.wait(), 30)
-        await asyncio.wait_for(svc.source.wait_subscribed(), 10)
-        try:
+        async with running(make_cfg(b, db_url)) as svc:
             await asyncio.to_thread(publish, b.port, first)
             await asyncio.wait_for(svc.pipeline.wait_committed(len(first)), 30)
             await asyncio.to_thread(b.stop)
@@ -194,6 +190,3 @@ async def test_broker_restart_reconnects_and_loses_nothing(db_url: str) -> None:
             assert await rows(db_url) == len(msgs)
             connects = svc.metrics.registry.get_sample_value("ingest_mqtt_connects_total")
             assert connects is not None and connects >= 2
-        finally:
-            svc.stop()
-            await asyncio.wait_for(task, 30)

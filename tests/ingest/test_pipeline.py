@@ -15,7 +15,7 @@ from ingest import config
 from ingest.service import Service
 from tests.fleet import bad_messages, known_fleet
 from tests.mqttclient import publish
-from tests.services import Broker
+from tests.services import Broker, running
 
 TABLES = (
     "readings_reservoir",
@@ -41,18 +41,8 @@ def make_cfg(broker: Broker, db_url: str, **batch: Any) -> config.Config:
 
 @pytest.fixture
 async def service(mqtt_broker: Broker, db_url: str) -> AsyncIterator[Service]:
-    svc = Service(make_cfg(mqtt_broker, db_url))
-    task = asyncio.create_task(svc.run())
-    ready = asyncio.create_task(svc.ready.wait())
-    await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()  # the service failed to start: show why
-    await asyncio.wait_for(svc.source.wait_subscribed(), 10)
-    try:
+    async with running(make_cfg(mqtt_broker, db_url)) as svc:
         yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def counts(db_url: str) -> dict[str, int]:
