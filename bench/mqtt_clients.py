@@ -99,29 +99,75 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
-        Variant("gmqtt", "gmqtt", False, True, "yes",
-                "MQTT v5, optimistic_acknowledgement=False, async on_message awaits commit"),
+        Variant(
+            "gmqtt",
+            "gmqtt",
+            False,
+            True,
+            "yes",
+            "MQTT v5, optimistic_acknowledgement=False, async on_message awaits commit",
+        ),
         Variant("gmqtt-uvloop", "gmqtt", True, True, "yes", "as gmqtt, uvloop event loop"),
-        Variant("gmqtt-uvloop-optimistic", "gmqtt", True, False, "no",
-                "reference: optimistic_acknowledgement=True (PUBACK on receipt), sync on_message"),
-        Variant("paho-asyncio", "paho-asyncio", False, True, "yes",
-                "manual_ack=True, add_reader/add_writer + loop_read/loop_write/loop_misc "
-                "(paho's asyncio example: one loop_read per readiness event)"),
-        Variant("paho-asyncio-uvloop", "paho-asyncio", True, True, "yes",
-                "as paho-asyncio, uvloop"),
-        Variant("paho-asyncio-uvloop-burst", "paho-asyncio", True, True, "yes",
-                "as paho-asyncio-uvloop, but loop_read() repeated while it yields messages",
-                burst_reads=True),
-        Variant("paho-thread", "paho-thread", False, True, "yes",
-                "manual_ack=True, paho loop_start() thread; "
-                "batching/commit/ack() on the asyncio thread"),
-        Variant("aiomqtt", "aiomqtt", False, False, "no",
-                "as-is: paho underneath acks on receipt; no public deferred-ack API"),
+        Variant(
+            "gmqtt-uvloop-optimistic",
+            "gmqtt",
+            True,
+            False,
+            "no",
+            "reference: optimistic_acknowledgement=True (PUBACK on receipt), sync on_message",
+        ),
+        Variant(
+            "paho-asyncio",
+            "paho-asyncio",
+            False,
+            True,
+            "yes",
+            "manual_ack=True, add_reader/add_writer + loop_read/loop_write/loop_misc "
+            "(paho's asyncio example: one loop_read per readiness event)",
+        ),
+        Variant("paho-asyncio-uvloop", "paho-asyncio", True, True, "yes", "as paho-asyncio, uvloop"),
+        Variant(
+            "paho-asyncio-uvloop-burst",
+            "paho-asyncio",
+            True,
+            True,
+            "yes",
+            "as paho-asyncio-uvloop, but loop_read() repeated while it yields messages",
+            burst_reads=True,
+        ),
+        Variant(
+            "paho-thread",
+            "paho-thread",
+            False,
+            True,
+            "yes",
+            "manual_ack=True, paho loop_start() thread; batching/commit/ack() on the asyncio thread",
+        ),
+        Variant(
+            "aiomqtt",
+            "aiomqtt",
+            False,
+            False,
+            "no",
+            "as-is: paho underneath acks on receipt; no public deferred-ack API",
+        ),
         Variant("aiomqtt-uvloop", "aiomqtt", True, False, "no", "as aiomqtt, uvloop"),
-        Variant("aiomqtt-uvloop-private-ack", "aiomqtt", True, True, "yes, via private API",
-                "client._client.manual_ack_set(True) + client._client.ack(mid, 1) (unsupported)"),
-        Variant("mosquitto_sub", "mosquitto_sub", False, False, "no",
-                "C reference: mosquitto_sub -V 5 -c -C N (acks on receipt, no batching)"),
+        Variant(
+            "aiomqtt-uvloop-private-ack",
+            "aiomqtt",
+            True,
+            True,
+            "yes, via private API",
+            "client._client.manual_ack_set(True) + client._client.ack(mid, 1) (unsupported)",
+        ),
+        Variant(
+            "mosquitto_sub",
+            "mosquitto_sub",
+            False,
+            False,
+            "no",
+            "C reference: mosquitto_sub -V 5 -c -C N (acks on receipt, no batching)",
+        ),
     ]
 }
 DEFAULT_VARIANTS = list(VARIANTS)
@@ -347,6 +393,7 @@ class GmqttImpl:
                     state.on_acked(1)
                     return 0
             else:
+
                 def on_message(_c: Any, _t: str, payload: bytes, _q: int, _p: dict) -> int:  # type: ignore[misc]
                     state.on_payload(payload)
                     batcher.add(None)
@@ -392,8 +439,7 @@ def paho_blocking_setup(cfg: WorkerConfig) -> None:
     disconnected = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()
     client.on_disconnect = lambda *_a: disconnected.set()
-    client.connect(HOST, cfg.port, clean_start=True,
-                   properties=_paho_connect_props(cfg.receive_maximum))
+    client.connect(HOST, cfg.port, clean_start=True, properties=_paho_connect_props(cfg.receive_maximum))
     client.loop_start()
     client.subscribe((SHARED_FILTER, SubscribeOptions(qos=1)))
     if not subscribed.wait(10):
@@ -480,8 +526,12 @@ class PahoAsyncioImpl:
                 batcher.add(msg.mid)
 
             client.on_message = on_message
-            client.connect(HOST, self.cfg.port, clean_start=False,
-                           properties=_paho_connect_props(self.cfg.receive_maximum))
+            client.connect(
+                HOST,
+                self.cfg.port,
+                clean_start=False,
+                properties=_paho_connect_props(self.cfg.receive_maximum),
+            )
 
             async def disconnect() -> None:
                 client.disconnect()
@@ -532,8 +582,12 @@ class PahoThreadImpl:
                     loop.call_soon_threadsafe(take_inbox)
 
             client.on_message = on_message
-            client.connect(HOST, self.cfg.port, clean_start=False,
-                           properties=_paho_connect_props(self.cfg.receive_maximum))
+            client.connect(
+                HOST,
+                self.cfg.port,
+                clean_start=False,
+                properties=_paho_connect_props(self.cfg.receive_maximum),
+            )
             client.loop_start()
 
             async def disconnect() -> None:
@@ -719,8 +773,9 @@ class Broker:
 
     def __enter__(self) -> Broker:
         log = open(self.log_path, "wb")  # inherited by the broker
-        self.proc = REGISTRY.popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL)
+        self.proc = REGISTRY.popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
         log.close()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -780,7 +835,7 @@ def make_backlog(workdir: Path, n: int, devices: int) -> Backlog:
         total += sum(len(x) for x in lines)
         for c in range(0, len(lines), MAX_LINES_PER_PUB):
             path = out / f"dev{d}-{c // MAX_LINES_PER_PUB}.txt"
-            path.write_text("\n".join(lines[c:c + MAX_LINES_PER_PUB]) + "\n")
+            path.write_text("\n".join(lines[c : c + MAX_LINES_PER_PUB]) + "\n")
             backlog.files.append((f"gz/v1/charger/dev{d}/telemetry", path))
     backlog.avg_payload_bytes = total / n
     return backlog
@@ -794,7 +849,9 @@ def publish(backlog: Backlog, port: int, parallel: int) -> float:
         with open(path, "rb") as f:
             proc = REGISTRY.popen(
                 [MOSQUITTO_PUB, "-h", HOST, "-p", str(port), "-q", "1", "-t", topic, "-l"],
-                stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                stdin=f,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             _, err = proc.communicate(timeout=120)
         if proc.returncode != 0:
@@ -809,8 +866,24 @@ def publish(backlog: Backlog, port: int, parallel: int) -> float:
 
 
 def sub_args(port: int, client_id: str, receive_maximum: int | None) -> list[str]:
-    args = [MOSQUITTO_SUB, "-h", HOST, "-p", str(port), "-V", "5", "-c",
-            "-x", str(SESSION_EXPIRY_S), "-i", client_id, "-q", "1", "-t", SHARED_FILTER]
+    args = [
+        MOSQUITTO_SUB,
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+        "-V",
+        "5",
+        "-c",
+        "-x",
+        str(SESSION_EXPIRY_S),
+        "-i",
+        client_id,
+        "-q",
+        "1",
+        "-t",
+        SHARED_FILTER,
+    ]
     if receive_maximum is not None:
         # libmosquitto v5 clients otherwise advertise Receive Maximum 20
         args += ["-D", "CONNECT", "receive-maximum", str(receive_maximum)]
@@ -839,8 +912,9 @@ def leftover_unacked(port: int, client_id: str, workdir: Path) -> int:
     """Resume the session; anything delivered now was never PUBACKed."""
     out = workdir / f"leftover-{client_id}.txt"
     with open(out, "wb") as f:
-        proc = REGISTRY.popen([*sub_args(port, client_id, 65535), "-W", "1", "-F", "%p"],
-                              stdout=f, stderr=subprocess.DEVNULL)
+        proc = REGISTRY.popen(
+            [*sub_args(port, client_id, 65535), "-W", "1", "-F", "%p"], stdout=f, stderr=subprocess.DEVNULL
+        )
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -852,11 +926,19 @@ def leftover_unacked(port: int, client_id: str, workdir: Path) -> int:
     return count
 
 
-def run_mosquitto_sub(port: int, client_id: str, n: int, receive_maximum: int | None,
-                      workdir: Path, stall_timeout_s: float, backlog: Backlog,
-                      parallel: int) -> dict[str, Any]:
-    setup = subprocess.run([*sub_args(port, client_id, receive_maximum), "-E"],
-                           capture_output=True, timeout=15)
+def run_mosquitto_sub(
+    port: int,
+    client_id: str,
+    n: int,
+    receive_maximum: int | None,
+    workdir: Path,
+    stall_timeout_s: float,
+    backlog: Backlog,
+    parallel: int,
+) -> dict[str, Any]:
+    setup = subprocess.run(
+        [*sub_args(port, client_id, receive_maximum), "-E"], capture_output=True, timeout=15
+    )
     if setup.returncode != 0:
         raise RuntimeError(f"mosquitto_sub setup failed: {setup.stderr!r}")
     pub_s = publish(backlog, port, parallel)
@@ -891,13 +973,17 @@ def run_mosquitto_sub(port: int, client_id: str, n: int, receive_maximum: int | 
     }
 
 
-def run_worker(cfg: WorkerConfig, port: int, backlog: Backlog, parallel: int,
-               workdir: Path) -> dict[str, Any]:
+def run_worker(
+    cfg: WorkerConfig, port: int, backlog: Backlog, parallel: int, workdir: Path
+) -> dict[str, Any]:
     err_path = workdir / f"worker-{cfg.client_id}.err"
     with open(err_path, "wb") as err:
         proc = REGISTRY.popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(cfg))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
         )
     assert proc.stdin is not None and proc.stdout is not None
 
@@ -951,8 +1037,9 @@ def calibrate() -> float:
     return (time.process_time() - t0) / 20_000 * 1e6
 
 
-def execute(spec: RunSpec, args: argparse.Namespace, backlogs: dict[int, Backlog],
-            workdir: Path) -> dict[str, Any]:
+def execute(
+    spec: RunSpec, args: argparse.Namespace, backlogs: dict[int, Backlog], workdir: Path
+) -> dict[str, Any]:
     variant = VARIANTS[spec.variant]
     calib_us = calibrate()
     load1 = os.getloadavg()[0]
@@ -960,14 +1047,27 @@ def execute(spec: RunSpec, args: argparse.Namespace, backlogs: dict[int, Backlog
     backlog = backlogs[spec.messages]
     with Broker(workdir, spec.broker_max_inflight) as broker:
         if variant.lib == "mosquitto_sub":
-            result = run_mosquitto_sub(broker.port, client_id, spec.messages, spec.receive_maximum,
-                                       workdir, args.stall_timeout, backlog, args.publishers)
+            result = run_mosquitto_sub(
+                broker.port,
+                client_id,
+                spec.messages,
+                spec.receive_maximum,
+                workdir,
+                args.stall_timeout,
+                backlog,
+                args.publishers,
+            )
         else:
             cfg = WorkerConfig(
-                variant=spec.variant, port=broker.port, client_id=client_id,
-                messages=spec.messages, receive_maximum=spec.receive_maximum,
-                batch_size=args.batch_size, batch_age_s=args.batch_age_ms / 1000,
-                commit_s=args.commit_ms / 1000, stall_timeout_s=args.stall_timeout,
+                variant=spec.variant,
+                port=broker.port,
+                client_id=client_id,
+                messages=spec.messages,
+                receive_maximum=spec.receive_maximum,
+                batch_size=args.batch_size,
+                batch_age_s=args.batch_age_ms / 1000,
+                commit_s=args.commit_ms / 1000,
+                stall_timeout_s=args.stall_timeout,
             )
             result = run_worker(cfg, broker.port, backlog, args.publishers, workdir)
         result["unacked_left"] = leftover_unacked(broker.port, client_id, workdir)
@@ -993,46 +1093,57 @@ def execute(spec: RunSpec, args: argparse.Namespace, backlogs: dict[int, Backlog
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, Any, Any, int], list[dict[str, Any]]] = {}
     for r in runs:
-        key = (r["kind"], r["variant"], r["receive_maximum"], r["broker_max_inflight"],
-               r["messages"])
+        key = (r["kind"], r["variant"], r["receive_maximum"], r["broker_max_inflight"], r["messages"])
         groups.setdefault(key, []).append(r)
     summary = []
     for (kind, name, rm, bmi, n), rs in groups.items():
+
         def med(k: str, rs: list[dict[str, Any]] = rs) -> float | None:
             vals = [r[k] for r in rs if r.get(k) is not None]
             return statistics.median(vals) if vals else None
 
-        summary.append({
-            "kind": kind, "variant": name, "receive_maximum": rm,
-            "broker_max_inflight": bmi, "messages": n, "runs": len(rs),
-            "msgs_per_s_median": med("msgs_per_s"),
-            "msgs_per_s_min": min(r["msgs_per_s"] for r in rs),
-            "msgs_per_s_max": max(r["msgs_per_s"] for r in rs),
-            "cpu_us_per_msg_median": med("cpu_us_per_msg"),
-            "duplicates_total": sum(r["duplicates"] for r in rs),
-            "missing_total": sum(r["missing"] for r in rs),
-            "unacked_left_total": sum(r["unacked_left"] for r in rs),
-            "timed_out_runs": sum(1 for r in rs if r["timed_out"]),
-            "timer_flushes_median": med("timer_flushes"),
-            "max_unacked_median": med("max_unacked"),
-            "batches_median": med("batches"),
-            "calib_orjson_us_median": med("calib_orjson_us"),
-            "loadavg_1m_median": med("loadavg_1m"),
-            "meets_requirement": VARIANTS[name].meets_requirement,
-            "note": VARIANTS[name].note,
-        })
+        summary.append(
+            {
+                "kind": kind,
+                "variant": name,
+                "receive_maximum": rm,
+                "broker_max_inflight": bmi,
+                "messages": n,
+                "runs": len(rs),
+                "msgs_per_s_median": med("msgs_per_s"),
+                "msgs_per_s_min": min(r["msgs_per_s"] for r in rs),
+                "msgs_per_s_max": max(r["msgs_per_s"] for r in rs),
+                "cpu_us_per_msg_median": med("cpu_us_per_msg"),
+                "duplicates_total": sum(r["duplicates"] for r in rs),
+                "missing_total": sum(r["missing"] for r in rs),
+                "unacked_left_total": sum(r["unacked_left"] for r in rs),
+                "timed_out_runs": sum(1 for r in rs if r["timed_out"]),
+                "timer_flushes_median": med("timer_flushes"),
+                "max_unacked_median": med("max_unacked"),
+                "batches_median": med("batches"),
+                "calib_orjson_us_median": med("calib_orjson_us"),
+                "loadavg_1m_median": med("loadavg_1m"),
+                "meets_requirement": VARIANTS[name].meets_requirement,
+                "note": VARIANTS[name].note,
+            }
+        )
     return summary
 
 
 def fmt_table(summary: list[dict[str, Any]]) -> str:
-    head = (f"{'kind':5} {'variant':28} {'RM':>6} {'N':>7} {'msgs/s':>9} {'µs CPU/msg':>10} "
-            f"{'dup':>4} {'miss':>5} {'unacked':>7} {'timer/batches':>13} {'maxUnack':>8}  "
-            "ack-after-commit")
+    head = (
+        f"{'kind':5} {'variant':28} {'RM':>6} {'N':>7} {'msgs/s':>9} {'µs CPU/msg':>10} "
+        f"{'dup':>4} {'miss':>5} {'unacked':>7} {'timer/batches':>13} {'maxUnack':>8}  "
+        "ack-after-commit"
+    )
     lines = [head, "-" * len(head)]
     for s in summary:
         rm = "none" if s["receive_maximum"] is None else str(s["receive_maximum"])
-        tb = ("-" if s["batches_median"] is None
-              else f"{s['timer_flushes_median']:.0f}/{s['batches_median']:.0f}")
+        tb = (
+            "-"
+            if s["batches_median"] is None
+            else f"{s['timer_flushes_median']:.0f}/{s['batches_median']:.0f}"
+        )
         mu = "-" if s.get("max_unacked_median") is None else f"{s['max_unacked_median']:.0f}"
         rate = s["msgs_per_s_median"] or 0.0
         cpu = s["cpu_us_per_msg_median"] or 0.0
@@ -1054,8 +1165,9 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "missing"
     try:
-        out["mosquitto"] = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True,
-                                          timeout=5).stdout.splitlines()[0]
+        out["mosquitto"] = subprocess.run(
+            [MOSQUITTO, "-h"], capture_output=True, text=True, timeout=5
+        ).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         out["mosquitto"] = "unknown"
     return out
@@ -1075,35 +1187,43 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Variants: " + "; ".join(f"{v.name}: {v.note}" for v in VARIANTS.values()),
     )
-    p.add_argument("--messages", type=int, default=200_000,
-                   help="backlog size per run (default 200000)")
-    p.add_argument("--runs", type=int, default=3,
-                   help="runs per main variant; medians reported (default 3)")
-    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                   help="comma-separated variants for the main table (default: all)")
-    p.add_argument("--receive-maximum", type=int, default=65535,
-                   help="MQTT v5 Receive Maximum sent by subscribers in the main table "
-                        "(default 65535)")
-    p.add_argument("--batch-size", type=int, default=5000,
-                   help="messages per batch (default 5000)")
-    p.add_argument("--batch-age-ms", type=float, default=50.0,
-                   help="max batch age (default 50 ms)")
-    p.add_argument("--commit-ms", type=float, default=5.0,
-                   help="simulated commit time (default 5 ms)")
-    p.add_argument("--sweep-variants", default=",".join(DEFAULT_SWEEP_VARIANTS),
-                   help="variants for the Receive Maximum sweep ('' to skip)")
-    p.add_argument("--sweep-windows", default=DEFAULT_WINDOWS,
-                   help="Receive Maximum values for the sweep; 'none' = property not sent, "
-                        "broker max_inflight_messages left at its default (20)")
+    p.add_argument("--messages", type=int, default=200_000, help="backlog size per run (default 200000)")
+    p.add_argument("--runs", type=int, default=3, help="runs per main variant; medians reported (default 3)")
+    p.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma-separated variants for the main table (default: all)",
+    )
+    p.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=65535,
+        help="MQTT v5 Receive Maximum sent by subscribers in the main table (default 65535)",
+    )
+    p.add_argument("--batch-size", type=int, default=5000, help="messages per batch (default 5000)")
+    p.add_argument("--batch-age-ms", type=float, default=50.0, help="max batch age (default 50 ms)")
+    p.add_argument("--commit-ms", type=float, default=5.0, help="simulated commit time (default 5 ms)")
+    p.add_argument(
+        "--sweep-variants",
+        default=",".join(DEFAULT_SWEEP_VARIANTS),
+        help="variants for the Receive Maximum sweep ('' to skip)",
+    )
+    p.add_argument(
+        "--sweep-windows",
+        default=DEFAULT_WINDOWS,
+        help="Receive Maximum values for the sweep; 'none' = property not sent, "
+        "broker max_inflight_messages left at its default (20)",
+    )
     p.add_argument("--sweep-runs", type=int, default=1, help="runs per sweep point (default 1)")
-    p.add_argument("--devices", type=int, default=1000,
-                   help="distinct device topics (default 1000)")
-    p.add_argument("--publishers", type=int, default=32,
-                   help="parallel mosquitto_pub processes (default 32)")
-    p.add_argument("--stall-timeout", type=float, default=10.0,
-                   help="give up a drain after this many seconds without progress (default 10)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help=f"JSON output (default {DEFAULT_OUT})")
+    p.add_argument("--devices", type=int, default=1000, help="distinct device topics (default 1000)")
+    p.add_argument("--publishers", type=int, default=32, help="parallel mosquitto_pub processes (default 32)")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=10.0,
+        help="give up a drain after this many seconds without progress (default 10)",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 
@@ -1130,8 +1250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     specs: list[RunSpec] = []
     for _ in range(args.runs):  # interleave variants so drift affects all alike
-        specs += [RunSpec(v, "main", args.receive_maximum, args.messages, None)
-                  for v in main_variants]
+        specs += [RunSpec(v, "main", args.receive_maximum, args.messages, None) for v in main_variants]
     for _ in range(args.sweep_runs):
         for v in sweep_variants:
             for w in windows:
@@ -1155,13 +1274,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(result)
             rm = "none" if spec.receive_maximum is None else spec.receive_maximum
             elapsed = time.perf_counter() - t_start
-            print(f"[{i}/{len(specs)} {elapsed:5.0f}s] {spec.kind} {spec.variant} "
-                  f"RM={rm} N={spec.messages}: {result['msgs_per_s']:,.0f} msgs/s, "
-                  f"{result['cpu_us_per_msg']:.1f} µs/msg, dup={result['duplicates']} "
-                  f"missing={result['missing']} unacked_left={result['unacked_left']} "
-                  f"timer_flushes={result['timer_flushes']} (publish {result['publish_s']:.1f}s, "
-                  f"load {result['loadavg_1m']:.1f}, orjson {result['calib_orjson_us']:.2f} µs)",
-                  flush=True)
+            print(
+                f"[{i}/{len(specs)} {elapsed:5.0f}s] {spec.kind} {spec.variant} "
+                f"RM={rm} N={spec.messages}: {result['msgs_per_s']:,.0f} msgs/s, "
+                f"{result['cpu_us_per_msg']:.1f} µs/msg, dup={result['duplicates']} "
+                f"missing={result['missing']} unacked_left={result['unacked_left']} "
+                f"timer_flushes={result['timer_flushes']} (publish {result['publish_s']:.1f}s, "
+                f"load {result['loadavg_1m']:.1f}, orjson {result['calib_orjson_us']:.2f} µs)",
+                flush=True,
+            )
     finally:
         REGISTRY.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1171,17 +1292,22 @@ def main(argv: list[str] | None = None) -> int:
     print(fmt_table(summary))
     any_backlog = next(iter(backlogs.values()))
     doc = {
-        "measured": "drain of a queued QoS 1 persistent session; "
-                    "PUBACK after simulated batch commit",
+        "measured": "drain of a queued QoS 1 persistent session; PUBACK after simulated batch commit",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": time.perf_counter() - t_start,
         "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": versions(),
         "params": {
-            "messages": args.messages, "runs": args.runs, "receive_maximum": args.receive_maximum,
-            "batch_size": args.batch_size, "batch_age_ms": args.batch_age_ms,
-            "commit_ms": args.commit_ms, "devices": args.devices, "publishers": args.publishers,
-            "topic_filter": SHARED_FILTER, "session_expiry_s": SESSION_EXPIRY_S,
+            "messages": args.messages,
+            "runs": args.runs,
+            "receive_maximum": args.receive_maximum,
+            "batch_size": args.batch_size,
+            "batch_age_ms": args.batch_age_ms,
+            "commit_ms": args.commit_ms,
+            "devices": args.devices,
+            "publishers": args.publishers,
+            "topic_filter": SHARED_FILTER,
+            "session_expiry_s": SESSION_EXPIRY_S,
             "avg_payload_bytes": any_backlog.avg_payload_bytes,
             "broker_config_example": broker_config(0, None),
         },
