@@ -117,30 +117,34 @@ def c_subscriber(port: int, filter_: str, count: int, client_id: str) -> subproc
     )
 
 
-def broker_drain(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
-    filter_ = "$share/cbench/gz/v1/+/+/+"
+def persistent_session(port: int, client_id: str, filter_: str, v5: bool) -> None:
+    """Create a persistent session subscribed to `filter_`, so that what is published
+    next is queued for it (the backlog a drain measures)."""
+    version = ["-V", "mqttv5", "-x", "3600"] if v5 else []
     subprocess.run(
         [
             "mosquitto_sub",
             "-h",
             "127.0.0.1",
             "-p",
-            str(b.port),
-            "-V",
-            "mqttv5",
+            str(port),
+            *version,
             "-q",
             "1",
             "-c",
             "-i",
-            "c-drain",
-            "-x",
-            "3600",
+            client_id,
             "-t",
             filter_,
             "-E",
         ],
         check=True,
     )
+
+
+def broker_drain(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
+    filter_ = "$share/cbench/gz/v1/+/+/+"
+    persistent_session(b.port, "c-drain", filter_, v5=True)
     publisher.publish(b.port, msgs, procs)
     t0 = time.perf_counter()
     sub = c_subscriber(b.port, filter_, len(msgs), "c-drain")
@@ -221,24 +225,7 @@ async def db_copy(
 
 def naive(b: Broker, url: str, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
     # create the session, queue the backlog, then drain it
-    subprocess.run(
-        [
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(b.port),
-            "-q",
-            "1",
-            "-c",
-            "-i",
-            "bench-naive",
-            "-t",
-            "gz/v1/+/+/+",
-            "-E",
-        ],
-        check=True,
-    )
+    persistent_session(b.port, "bench-naive", "gz/v1/+/+/+", v5=False)
     publisher.publish(b.port, msgs, procs)
     p = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "naive_bridge.py"), str(b.port), url, str(len(msgs))],

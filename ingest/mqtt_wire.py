@@ -117,7 +117,7 @@ class Disconnect:
 
 @dataclass(frozen=True, slots=True)
 class PingResp:
-    pass
+    """The broker answered a PINGREQ."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ class Writer:
                 await self._devices(conn, devices)
             return WriteResult(rows, False)
         except asyncpg.UniqueViolationError:
-            pass
+            log.debug("a batch met an already stored key: writing it again with deduplication")
         async with conn.transaction():
             await self._copy(conn, batch, dedup=True)
             await self._devices(conn, devices)
