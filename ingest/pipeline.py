@@ -72,6 +72,8 @@ class Pipeline:
         self.committed_messages = 0
         self._queued_messages = 0  # in queued and in-flight batches
         self._progress = asyncio.Event()  # set after every commit
+        self.failure: BaseException | None = None  # a writer died of a bug
+        self.on_failure: Callable[[], None] | None = None
 
     # ---- intake (called by the source, synchronously, on the event loop) ----
 
@@ -123,12 +125,30 @@ class Pipeline:
 
     def start(self) -> None:
         for i in range(self._writers):
-            self._tasks.append(asyncio.create_task(self._write_loop(i), name=f"writer-{i}"))
+            task = asyncio.create_task(self._write_loop(i), name=f"writer-{i}")
+            task.add_done_callback(self._writer_done)
+            self._tasks.append(task)
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        """A writer only ends by cancellation; anything else is a bug that would stall
+        the pipeline silently (nothing committed, nothing acknowledged): fail loudly."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.failure = task.exception()
+        log.critical(
+            "%s failed: %r; the worker stops (unacknowledged messages stay with the broker)",
+            task.get_name(),
+            self.failure,
+        )
+        self._progress.set()
+        if self.on_failure is not None:
+            self.on_failure()
 
     async def stop(self) -> None:
         """Commit what has been received, then stop the writers."""
         self.flush()
-        await self.drain()
+        if self.failure is None:
+            await self.drain()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -138,7 +158,7 @@ class Pipeline:
         """Wait until every received message is committed (and acknowledged)."""
         while True:
             self.flush()
-            if self._queue.empty() and not self._in_flight:
+            if (self._queue.empty() and not self._in_flight) or self.failure is not None:
                 return
             self._progress = progress = asyncio.Event()
             await progress.wait()

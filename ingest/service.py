@@ -53,11 +53,13 @@ class Service:
         self.pipeline = Pipeline(cfg, lambda: connect_db(cfg), self.metrics, writers=writers)
         self.source = MqttSource(cfg.mqtt, self.pipeline.on_message, self.metrics)
         self.pipeline.source = self.source
+        self.pipeline.on_failure = self.stop
         self.started = time.time()
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
+        self.source_failure: BaseException | None = None
         # The catalogue loads (and is validated) before anything connects.
         self.rollup = Rollup(cfg.rollup, load_catalogue(cfg.rollup.catalogue or None))
         self.metrics.registry.register(IndicatorCollector(self.rollup))
@@ -75,6 +77,12 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _source_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.source_failure = task.exception()
+            log.critical("the MQTT source failed: %r; the worker stops", self.source_failure)
+            self.stop()
 
     async def run(self) -> None:
         if self.cfg.database.migrate_on_start:
@@ -98,6 +106,7 @@ class Service:
         log.info("HTTP on http://%s:%s (/metrics, /healthz)", self.cfg.http.host, self.http_port)
         self.pipeline.start()
         mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
+        mqtt_task.add_done_callback(self._source_done)
         rollup_task = asyncio.create_task(self.rollup.run_forever(self.pool), name="rollup")
         self.ready.set()
         try:
@@ -113,6 +122,10 @@ class Service:
             await self._runner.cleanup()
             await self.pool.close()
             log.info("stopped; %d messages committed", self.pipeline.committed_messages)
+        if self.pipeline.failure is not None:
+            raise RuntimeError("a database writer failed") from self.pipeline.failure
+        if self.source_failure is not None:
+            raise RuntimeError("the MQTT source failed") from self.source_failure
 
 
 async def run(cfg: Config) -> None:

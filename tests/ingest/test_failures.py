@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 import pytest
 
+from ingest.service import Service
 from tests.ingest.test_pipeline import make_cfg
 from tests.mqttclient import publish
 from tests.services import Broker, broker, free_port, private_postgres, running
@@ -190,3 +191,30 @@ async def test_broker_restart_reconnects_and_loses_nothing(db_url: str) -> None:
             assert await rows(db_url) == len(msgs)
             connects = svc.metrics.registry.get_sample_value("ingest_mqtt_connects_total")
             assert connects is not None and connects >= 2
+
+
+async def test_a_writer_bug_stops_the_worker_and_the_broker_keeps_the_messages(
+    mqtt_broker: Broker, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that dies of a bug must not leave a worker that silently stalls: the
+    worker stops with an error, acknowledges nothing, and a fixed worker stores all."""
+    from ingest.writer import Writer
+
+    msgs = stream(500)
+    cfg = make_cfg(mqtt_broker, db_url)
+
+    async def broken(self: Writer, conn: object, batch: object, devices: object) -> None:
+        raise TypeError("a bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(Writer, "write", broken)
+        svc = Service(cfg)
+        task = asyncio.create_task(svc.run())
+        await asyncio.wait_for(svc.source.wait_subscribed(), 30)
+        await asyncio.to_thread(publish, mqtt_broker.port, msgs)
+        with pytest.raises(RuntimeError, match="writer failed"):
+            await asyncio.wait_for(task, 30)
+        assert svc.pipeline.committed_messages == 0
+    async with running(cfg) as fixed:
+        await asyncio.wait_for(fixed.pipeline.wait_committed(len(msgs)), 30)
+    assert await rows(db_url) == len(msgs)
