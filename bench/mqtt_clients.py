@@ -69,6 +69,8 @@ from typing import Any
 
 import orjson
 
+from ingest.localservices import terminate
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
@@ -788,13 +790,8 @@ class Broker:
         raise RuntimeError("mosquitto did not start listening")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         REGISTRY.forget_finished()
 
     def log_tail(self) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.localservices import terminate
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,11 +93,6 @@ def prometheus(targets: list[str]) -> Iterator[Prometheus]:
             time.sleep(0.1)
         yield p
     finally:
-        p.proc.terminate()
-        try:
-            p.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            p.proc.kill()
-            p.proc.wait()
+        terminate(p.proc, 10)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
