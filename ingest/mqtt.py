@@ -58,7 +58,7 @@ class _Protocol(asyncio.Protocol):
         if events:
             for ev in events:
                 src._event(ev)
-        if messages:
+        if messages and src._accepting:
             sink, gen = src._sink, src._generation
             for topic, payload, pid in messages:
                 sink(topic, payload, (gen, pid))
@@ -80,6 +80,8 @@ class MqttSource:
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._connack: asyncio.Future[wire.ConnAck] | None = None
+        self._pong = asyncio.Event()
+        self._accepting = True  # off while stopping: later messages stay with the broker
         self.session_present: bool | None = None
         self.filter = topics.subscription(cfg.prefix, cfg.group)
 
@@ -96,6 +98,8 @@ class MqttSource:
                     self._proto.transport.close()
             else:
                 self._subscribed.set()
+        elif isinstance(ev, wire.PingResp):
+            self._pong.set()
         elif isinstance(ev, wire.Disconnect):
             log.warning("broker disconnected the worker (reason 0x%02x)", ev.reason)
 
@@ -224,9 +228,25 @@ class MqttSource:
             delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     async def stop(self) -> None:
-        """Disconnect cleanly (the session stays on the broker)."""
+        """Disconnect cleanly (the session stays on the broker). Mosquitto drops what
+        it has not read yet when the peer closes, PUBACKs included, so first a PINGREQ
+        and its PINGRESP make sure the broker has processed every acknowledgement sent
+        before it; messages that arrive meanwhile are left unacknowledged, for the
+        broker to deliver again."""
         self._stopping = True
         proto = self._proto
-        if proto is not None and proto.transport is not None and not proto.transport.is_closing():
-            proto.transport.write(wire.DISCONNECT_PACKET)
-            proto.transport.close()
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            return
+        transport = proto.transport
+        if self._connected.is_set():
+            self._accepting = False
+            self._pong.clear()
+            transport.resume_reading()
+            transport.write(wire.PINGREQ_PACKET)
+            try:
+                await asyncio.wait_for(self._pong.wait(), 5)
+            except TimeoutError:
+                log.warning("no PINGRESP before disconnecting: the last acknowledgements may be redelivered")
+        if not transport.is_closing():
+            transport.write(wire.DISCONNECT_PACKET)
+            transport.close()

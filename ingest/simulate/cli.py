@@ -36,6 +36,13 @@ class Window:
     notes: list[str] = field(default_factory=list)
 
 
+def _future_offset(now: float, start: float) -> float:
+    """How far ahead a `future_timestamp` message claims to be: past the real clock
+    whatever the simulated time, in whole hours so that two runs with the same seed
+    moments apart write the same bytes."""
+    return max(DAY, math.ceil((now - start) / 3600) * 3600 + DAY)
+
+
 def resolve_window(now: float, *, start: float | None, speed: float, duration: float | None,
                    messages: int | None, fleet_rate: float, live: bool) -> Window:
     """Place the simulated window. Pure: `now` is passed in.
@@ -173,7 +180,7 @@ def main(argv: list[str]) -> int:
         print(f"simulator: note: {note}", file=sys.stderr)
     config = SimConfig(start=window.start, seed=args.seed, prefix=args.prefix,
                        bad_share=args.bad_share, churn_per_day=args.churn,
-                       future_offset_s=max(DAY, now - window.start + DAY))
+                       future_offset_s=_future_offset(now, window.start))
     pacing = Pacing(speed=args.speed, rate=args.rate, duration=args.duration,
                     messages=args.messages)
     broker = BrokerOptions(host=args.host, port=args.port, client_id=args.client_id,
