@@ -90,7 +90,7 @@ class Variant:
     """One client configuration under test."""
 
     name: str
-    lib: str  # gmqtt | paho-asyncio | paho-thread | aiomqtt | mosquitto_sub
+    lib: str  # own | gmqtt | paho-asyncio | paho-thread | aiomqtt | mosquitto_sub
     uvloop: bool
     deferred_ack: bool  # PUBACK sent only after the batch commit?
     meets_requirement: str  # "yes", "no", or a qualified answer
@@ -101,6 +101,15 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
+        Variant(
+            "own",
+            "own",
+            False,
+            True,
+            "yes",
+            "the worker's own client (ingest.mqtt): all PUBACKs of a batch in one write",
+        ),
+        Variant("own-uvloop", "own", True, True, "yes", "as own, uvloop event loop"),
         Variant(
             "gmqtt",
             "gmqtt",
@@ -661,8 +670,63 @@ class AiomqttImpl:
         return await _drain_common(self.cfg, consume, make_on_commit)
 
 
-Impl = GmqttImpl | PahoAsyncioImpl | PahoThreadImpl | AiomqttImpl
+# ---- the worker's own client (ingest.mqtt) ---------------------------------- #
+class OwnImpl:
+    def __init__(self, cfg: WorkerConfig, variant: Variant) -> None:
+        self.cfg = cfg
+        self.variant = variant
+
+    def _source(self, sink: Callable[[str, bytes, Any], None]) -> Any:
+        from ingest.config import MqttConfig
+        from ingest.metrics import ServiceMetrics
+        from ingest.mqtt import MqttSource
+
+        mc = MqttConfig(
+            url=f"mqtt://{HOST}:{self.cfg.port}",
+            client_id=self.cfg.client_id,
+            session_expiry_s=SESSION_EXPIRY_S,
+            receive_maximum=self.cfg.receive_maximum or 65535,
+        )
+        return MqttSource(mc, sink, ServiceMetrics())
+
+    async def setup(self) -> None:
+        source = self._source(lambda *_a: None)
+        task = asyncio.create_task(source.run())
+        await asyncio.wait_for(source.wait_subscribed(), 10)
+        await source.stop()
+        await asyncio.wait_for(task, 10)
+
+    async def drain(self) -> dict[str, Any]:
+        holder: dict[str, Any] = {}
+
+        def make_on_commit(state: DrainState) -> Callable[[list[Any]], None]:
+            def on_commit(tokens: list[Any]) -> None:
+                holder["source"].ack(tokens)  # all PUBACKs of the batch in one write
+                state.on_acked(len(tokens))
+
+            return on_commit
+
+        async def consume(state: DrainState, batcher: Batcher) -> Callable[[], Awaitable[None]]:
+            def sink(_topic: str, payload: bytes, token: Any) -> None:
+                state.on_payload(payload)
+                batcher.add(token)
+
+            source = holder["source"] = self._source(sink)
+            task = asyncio.create_task(source.run())
+
+            async def disconnect() -> None:
+                await source.stop()
+                await asyncio.wait_for(task, 10)
+
+            return disconnect
+
+        return await _drain_common(self.cfg, consume, make_on_commit)
+
+
+Impl = GmqttImpl | PahoAsyncioImpl | PahoThreadImpl | AiomqttImpl | OwnImpl
 IMPLS: dict[str, type[Impl]] = {
+    "own": OwnImpl,
+    "own-uvloop": OwnImpl,
     "gmqtt": GmqttImpl,
     "paho-asyncio": PahoAsyncioImpl,
     "paho-thread": PahoThreadImpl,
