@@ -74,6 +74,35 @@ def _region_prom(metric: str = "plan_indicator_value") -> dashboard.QueryVariabl
     )
 
 
+def _point_panel(
+    title: str,
+    unit: str,
+    column: str,
+    metric: str = "r.device_id || CASE WHEN r.point = '' THEN '' ELSE ':' || r.point END",
+    where: str = "true",
+) -> timeseries.Panel:
+    """A reservoir dam-safety quantity per device and sensor point, half-width."""
+    return (
+        timeseries.Panel()
+        .title(title)
+        .unit(unit)
+        .height(8)
+        .span(12)
+        .with_target(
+            Sql(
+                bucketed(
+                    "reservoir",
+                    f"max(r.{column})",
+                    f"max(r.{column}_max)",
+                    metric=metric,
+                    where=where,
+                    present=column,
+                )
+            )
+        )
+    )
+
+
 def _fleet_online(cls: str, title: str) -> timeseries.Panel:
     """Devices online against devices built, per region (Prometheus, from the rollup)."""
     return (
@@ -346,62 +375,16 @@ def reservoirs() -> dashboard.Dashboard:
         .with_panel(_fleet_online("reservoir", "Stations reporting vs expected"))
         .with_row(dashboard.Row("Dam safety"))
         .with_panel(
-            timeseries.Panel()
-            .title("Seepage pressure head, per piezometer (m)")
-            .unit("m")
-            .height(8)
-            .span(12)
-            .with_target(
-                Sql(
-                    bucketed(
-                        "reservoir",
-                        "max(r.seepage_pressure_m)",
-                        "max(r.seepage_pressure_m_max)",
-                        metric="r.device_id || ':' || r.point",
-                        where="r.point <> ''",
-                        present="seepage_pressure_m",
-                    )
-                )
+            _point_panel(
+                "Seepage pressure head, per piezometer (m)",
+                "m",
+                "seepage_pressure_m",
+                metric="r.device_id || ':' || r.point",
+                where="r.point <> ''",
             )
         )
-        .with_panel(
-            timeseries.Panel()
-            .title("Seepage flow (L/s)")
-            .unit("short")
-            .height(8)
-            .span(12)
-            .with_target(
-                Sql(
-                    bucketed(
-                        "reservoir",
-                        "max(r.seepage_flow_lps)",
-                        "max(r.seepage_flow_lps_max)",
-                        metric="r.device_id || CASE WHEN r.point = '' THEN '' ELSE ':' || r.point END",
-                        where="true",
-                        present="seepage_flow_lps",
-                    )
-                )
-            )
-        )
-        .with_panel(
-            timeseries.Panel()
-            .title("Surface displacement (mm)")
-            .unit("lengthmm")
-            .height(8)
-            .span(12)
-            .with_target(
-                Sql(
-                    bucketed(
-                        "reservoir",
-                        "max(r.displacement_mm)",
-                        "max(r.displacement_mm_max)",
-                        metric="r.device_id || CASE WHEN r.point = '' THEN '' ELSE ':' || r.point END",
-                        where="true",
-                        present="displacement_mm",
-                    )
-                )
-            )
-        )
+        .with_panel(_point_panel("Seepage flow (L/s)", "short", "seepage_flow_lps"))
+        .with_panel(_point_panel("Surface displacement (mm)", "lengthmm", "displacement_mm"))
         .with_panel(
             timeseries.Panel()
             .title("Station supply voltage (V)")

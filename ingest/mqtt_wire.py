@@ -258,9 +258,7 @@ class Parser:
                 events.append(Disconnect(buf[start] if length else 0))
             elif kind == PUBACK:
                 events.append(PubAck((buf[start] << 8) | buf[start + 1]))
-            elif kind in (0x50, 0x60, 0x70, 0xB0, 0xF0):
-                pass  # QoS 2 flow, UNSUBACK, AUTH: never asked for
-            else:
+            elif kind not in (0x50, 0x60, 0x70, 0xB0, 0xF0):  # QoS 2 flow, UNSUBACK, AUTH: ignored
                 raise ProtocolError(f"unexpected packet type 0x{first:02x}")
             pos = end
         if pos:

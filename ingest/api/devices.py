@@ -85,15 +85,14 @@ async def list_devices(request: web.Request) -> web.Response:
         where.append(f"d.class = ${len(args)}")
     if "region" in q:
         region = "guian" if q["region"].lower() == "guian" else q["region"]
-        if region == "520000":
-            pass  # the province: every device
-        elif region == UNKNOWN:
+        # the province (520000) takes every device: no condition
+        if region == UNKNOWN:
             args.append(sorted(region_keys() - {"520000"}))
             where.append(f"(d.region IS NULL OR NOT d.region = ANY(${len(args)}::text[]))")
-        elif region in region_keys():
+        elif region in region_keys() and region != "520000":
             args.append(region)
             where.append(f"d.region = ${len(args)}")
-        else:
+        elif region != "520000":
             bad("region", f"unknown region {q['region']!r}: see GET /api/v1/regions")
     online = _online_sql(ctx.cfg.rollup, "$1")
     if "online" in q:

@@ -16,7 +16,7 @@ CHUNK = 5000
 
 
 class ProvisionError(Exception):
-    pass
+    """The service refused or could not take the fleet's registration."""
 
 
 def provision(base_url: str, token: str | None, fleet: Sequence[Device],
