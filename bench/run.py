@@ -60,6 +60,44 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm
 
 
+class CpuMeter:
+    """CPU seconds of a server process and all its children, live or already exited
+    (PostgreSQL's backends come and go with connections): the process's own time, the
+    time of the children it has reaped, and that of its live children."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.start = self.read()
+
+    @staticmethod
+    def _stat(pid: int | str) -> list[str] | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+
+    def read(self) -> float:
+        tick = os.sysconf("SC_CLK_TCK")
+        own = self._stat(self.pid)
+        if own is None:
+            return 0.0
+        total = sum(int(x) for x in own[11:15])  # utime, stime, cutime, cstime
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                f = self._stat(entry.name)
+                if f is not None and int(f[1]) == self.pid:
+                    total += int(f[11]) + int(f[12])
+        return total / tick
+
+    def used(self) -> float:
+        """CPU seconds since the meter was made."""
+        return self.read() - self.start
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
 def reap(p: subprocess.Popen[bytes]) -> float:
     """Wait for a child; its CPU seconds from the kernel's rusage. (Its ru_maxrss is
     not reported: it counts the benchmark's own pages shared before exec.)"""
@@ -146,6 +184,7 @@ def broker_drain(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[s
     filter_ = "$share/cbench/gz/v1/+/+/+"
     persistent_session(b.port, "c-drain", filter_, v5=True)
     publisher.publish(b.port, msgs, procs)
+    meter = CpuMeter(b.pid)
     t0 = time.perf_counter()
     sub = c_subscriber(b.port, filter_, len(msgs), "c-drain")
     cpu = reap(sub)
@@ -155,17 +194,20 @@ def broker_drain(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[s
         "seconds": el,
         "msgs_per_s": len(msgs) / el,
         "cpu_s_per_1000": cpu / len(msgs) * 1000,
+        "broker_cpu_s_per_1000": meter.used() / len(msgs) * 1000,
     }
 
 
 def broker_flood(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
     sub = c_subscriber(b.port, "gz/v1/+/+/+", len(msgs), "c-flood")
     time.sleep(0.5)
+    meter = CpuMeter(b.pid)
     t0 = time.perf_counter()
     pub_s = publisher.publish(b.port, msgs, procs)
     cpu = reap(sub)
     el = time.perf_counter() - t0
     return {
+        "broker_cpu_s_per_1000": meter.used() / len(msgs) * 1000,
         "messages": len(msgs),
         "seconds": el,
         "msgs_per_s": len(msgs) / el,
@@ -179,7 +221,7 @@ def broker_flood(b: Broker, msgs: list[tuple[str, bytes]], procs: int) -> dict[s
 
 
 async def db_copy(
-    url: str, batch: Batch, messages: int, connections: int, batch_rows: int = 5000
+    url: str, pg_pid: int, batch: Batch, messages: int, connections: int, batch_rows: int = 5000
 ) -> dict[str, Any]:
     conns = [await asyncpg.connect(url) for _ in range(connections)]
     try:
@@ -204,29 +246,33 @@ async def db_copy(
                 async with conn.transaction():
                     await conn.copy_records_to_table(table, records=rows, columns=cols)
 
+        meter = CpuMeter(pg_pid)
         t0 = time.perf_counter()
         await asyncio.gather(*(work(c) for c in conns))
         el = time.perf_counter() - t0
+        db_cpu = meter.used()
     finally:
         for c in conns:
             await c.close()
-    rows = sum(len(r) for r in batch.rows.values())
+    n_rows = sum(len(r) for r in batch.rows.values())
     return {
         "connections": connections,
-        "rows": rows,
+        "rows": n_rows,
         "seconds": el,
-        "rows_per_s": rows / el,
+        "rows_per_s": n_rows / el,
         "msgs_per_s": messages / el,
+        "db_cpu_s_per_1000": db_cpu / messages * 1000,
     }
 
 
 # ---- 3. naive bridge ----
 
 
-def naive(b: Broker, url: str, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
+def naive(b: Broker, url: str, pg_pid: int, msgs: list[tuple[str, bytes]], procs: int) -> dict[str, Any]:
     # create the session, queue the backlog, then drain it
     persistent_session(b.port, "bench-naive", "gz/v1/+/+/+", v5=False)
     publisher.publish(b.port, msgs, procs)
+    meters = CpuMeter(b.pid), CpuMeter(pg_pid)
     p = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "naive_bridge.py"), str(b.port), url, str(len(msgs))],
         stdout=subprocess.PIPE,
@@ -240,6 +286,8 @@ def naive(b: Broker, url: str, msgs: list[tuple[str, bytes]], procs: int) -> dic
         "seconds": el,
         "msgs_per_s": len(msgs) / el,
         "cpu_s_per_1000": cpu / len(msgs) * 1000,
+        "broker_cpu_s_per_1000": meters[0].used() / len(msgs) * 1000,
+        "db_cpu_s_per_1000": meters[1].used() / len(msgs) * 1000,
     }
 
 
@@ -297,7 +345,13 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def service_drain(
-    b: Broker, url: str, msgs: list[tuple[str, bytes]], workers: int, procs: int, extra: dict[str, str]
+    b: Broker,
+    url: str,
+    pg_pid: int,
+    msgs: list[tuple[str, bytes]],
+    workers: int,
+    procs: int,
+    extra: dict[str, str],
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(workers)]
     # First start: migrate and create the sessions; then stop, queue the backlog, restart.
@@ -307,6 +361,7 @@ def service_drain(
     time.sleep(0.5)
     stop(ws)
     publisher.publish(b.port, msgs, procs)
+    meters = CpuMeter(b.pid), CpuMeter(pg_pid)
     ws = [worker(b, url, i, ports[i], extra) for i in range(workers)]
     t_first = t_end = 0.0
     first_count = 0
@@ -325,6 +380,7 @@ def service_drain(
                 break
             time.sleep(0.05)
         stats = [proc_stats(w.pid) for w in ws]
+        broker_cpu, db_cpu = (m.used() for m in meters)
     finally:
         stop(ws)
     if not t_end:
@@ -338,6 +394,8 @@ def service_drain(
         "seconds": el,
         "msgs_per_s": drained / el,
         "cpu_s_per_1000": cpu / len(msgs) * 1000,
+        "broker_cpu_s_per_1000": broker_cpu / len(msgs) * 1000,
+        "db_cpu_s_per_1000": db_cpu / len(msgs) * 1000,
         "peak_rss_mib": max(s[1] for s in stats),
     }
 
@@ -438,7 +496,11 @@ def versions() -> dict[str, str]:
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = [("case", "msgs/s", "rows/s", "CPU s/1k msgs", "peak RSS MiB", "note")]
+    rows = [("case", "msgs/s", "rows/s", "CPU s/1k msgs", "broker", "PostgreSQL", "peak RSS MiB", "note")]
+
+    def cpu(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.3f}" if key in r else ""
+
     for key, label in (
         ("broker_drain", "broker: backlog drain → mosquitto_sub"),
         ("broker_flood", "broker: live flood → mosquitto_sub"),
@@ -455,6 +517,8 @@ def table(res: dict[str, Any]) -> str:
                     f"{r['msgs_per_s']:,.0f}",
                     "",
                     f"{r['cpu_s_per_1000']:.3f}",
+                    cpu(r, "broker_cpu_s_per_1000"),
+                    "",
                     "",
                     note,
                 )
@@ -467,6 +531,8 @@ def table(res: dict[str, Any]) -> str:
                 f"{r['rows_per_s']:,.0f}",
                 "",
                 "",
+                cpu(r, "db_cpu_s_per_1000"),
+                "",
                 "unique keys, fsync on",
             )
         )
@@ -477,6 +543,8 @@ def table(res: dict[str, Any]) -> str:
                 f"{res['naive']['msgs_per_s']:,.0f}",
                 "",
                 f"{res['naive']['cpu_s_per_1000']:.3f}",
+                cpu(res["naive"], "broker_cpu_s_per_1000"),
+                cpu(res["naive"], "db_cpu_s_per_1000"),
                 "",
                 f"{res['naive']['messages']:,} msgs",
             )
@@ -488,6 +556,8 @@ def table(res: dict[str, Any]) -> str:
                 f"{r['msgs_per_s']:,.0f}",
                 f"{r['msgs_per_s'] * res['rows_per_msg']:,.0f}",
                 f"{r['cpu_s_per_1000']:.3f}",
+                cpu(r, "broker_cpu_s_per_1000"),
+                cpu(r, "db_cpu_s_per_1000"),
                 f"{r['peak_rss_mib']:.0f}",
                 "ack after commit, dedup on",
             )
@@ -503,7 +573,41 @@ def table(res: dict[str, Any]) -> str:
         )
     for k, v in res.get("ratios", {}).items():
         lines.append(f"{k}: {v:.2f}")
+    if "budget" in res:
+        b = res["budget"]
+        lines.append(
+            f"CPU per message with 1 worker: worker {b['worker_us']:.1f} µs + broker {b['broker_us']:.1f} µs"
+            f" + PostgreSQL {b['db_us']:.1f} µs = {b['total_us']:.1f} µs on {b['cores']} cores"
+        )
+        lines.append(
+            f"  ⇒ at most {b['ceiling_this_worker']:,.0f} msgs/s with this worker; with a worker that cost"
+            f" nothing, at most {b['ceiling_free_worker']:,.0f} msgs/s"
+            + (
+                f" = {b['free_worker_of_drain']:.0%} of the broker drain limit"
+                if "free_worker_of_drain" in b
+                else ""
+            )
+        )
     return "\n".join(lines)
+
+
+def budget(one: dict[str, Any], drain: dict[str, Any] | None) -> dict[str, Any]:
+    """What the machine allows: the broker and PostgreSQL share its cores with the
+    worker, and each single-threaded process is bound by one core."""
+    cores = os.cpu_count() or 1
+    w, b, d = (one[k] / 1000 for k in ("cpu_s_per_1000", "broker_cpu_s_per_1000", "db_cpu_s_per_1000"))
+    out: dict[str, Any] = {
+        "cores": cores,
+        "worker_us": w * 1e6,
+        "broker_us": b * 1e6,
+        "db_us": d * 1e6,
+        "total_us": (w + b + d) * 1e6,
+        "ceiling_this_worker": min(cores / (w + b + d), 1 / w, 1 / b),
+        "ceiling_free_worker": min(cores / (b + d), 1 / b),
+    }
+    if drain is not None:
+        out["free_worker_of_drain"] = out["ceiling_free_worker"] / drain["msgs_per_s"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -520,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--soak", type=float, default=0.0, help="soak seconds at half load (RSS over time)")
     ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency")
+    ap.add_argument(
+        "--workers", default="1,2", help="service cases: comma list of worker counts (default 1,2)"
+    )
     ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS (default: theirs)")
     ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS (default: theirs)")
     args = ap.parse_args(argv)
@@ -539,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     res["rows_per_msg"] = rows / len(msgs)
     log(f"{len(msgs):,} messages, {rows:,} rows, {sum(len(p) for _, p in msgs) / len(msgs):.0f} B/msg avg")
     with private_postgres(durable=True, settings=("track_commit_timestamp=on", "max_wal_size=4GB")) as pg:
+        pg_pid = postmaster_pid(pg.dir / "data")
 
         async def fresh_db(name: str) -> str:
             conn = await asyncpg.connect(pg.url)
@@ -563,19 +671,21 @@ def main(argv: list[str] | None = None) -> int:
             for conns in (1, 2):
                 url = asyncio.run(fresh_db(f"copy{conns}"))
                 log(f"database: COPY with {conns} connection(s)")
-                res["db_copy"].append(asyncio.run(db_copy(url, batch, len(msgs), conns)))
+                res["db_copy"].append(asyncio.run(db_copy(url, pg_pid, batch, len(msgs), conns)))
         if "naive" not in skip:
             url = asyncio.run(fresh_db("naive"))
             with broker() as b:
                 log(f"naive bridge: {args.naive_messages:,} messages")
-                res["naive"] = naive(b, url, msgs[: args.naive_messages], args.publishers)
+                res["naive"] = naive(b, url, pg_pid, msgs[: args.naive_messages], args.publishers)
         if "service" not in skip:
             res["service"] = []
-            for workers in (1, 2):
+            for workers in (int(w) for w in args.workers.split(",")):
                 url = asyncio.run(fresh_db(f"service{workers}"))
                 with broker() as b:
                     log(f"service: {workers} worker(s) draining {len(msgs):,}")
-                    res["service"].append(service_drain(b, url, msgs, workers, args.publishers, extra))
+                    res["service"].append(
+                        service_drain(b, url, pg_pid, msgs, workers, args.publishers, extra)
+                    )
         if "latency" not in skip:
             one = next((r for r in res.get("service", []) if r["workers"] == 1), None)
             rate = args.latency_rate or (one["msgs_per_s"] if one else 20_000) / 2
@@ -594,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     if 1 in svc and "naive" in res:
         ratios["1 worker / naive bridge"] = svc[1]["msgs_per_s"] / res["naive"]["msgs_per_s"]
     res["ratios"] = ratios
+    if 1 in svc and "broker_cpu_s_per_1000" in svc[1]:
+        res["budget"] = budget(svc[1], res.get("broker_drain"))
     print(table(res))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -63,6 +63,12 @@ class Broker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the broker is not running")
+        return self.proc.pid
+
     def start(self) -> None:
         conf = self.dir / "mosquitto.conf"
         conf.write_text(

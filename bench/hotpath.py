@@ -1,0 +1,144 @@
+"""Where one worker's CPU goes, stage by stage, in one process.
+
+Runs the worker's own code on the benchmark's realistic messages, without a broker:
+the MQTT parser over the PUBLISH byte stream, dispatch + decode, batching, the
+registry check, the COPY of each batch into a scratch database on the local
+PostgreSQL (client CPU only: the server's work is not in this process) and the
+PUBACK encoding. Prints CPU µs per message for each stage (best of --repeat runs).
+
+    python -m bench.hotpath [--messages N] [--repeat R] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from adapters import ADAPTERS, CLASSES
+from bench.messages import generate
+from ingest import mqtt_wire as wire
+from ingest.batch import Batch
+from ingest.dispatch import Dispatcher
+from ingest.migrate import migrate
+from ingest.registry import RegistryCache
+from ingest.writer import Writer
+
+CHUNK = 65536  # bytes per socket read
+
+
+def stream(msgs: list[tuple[str, bytes]]) -> list[bytes]:
+    data = b"".join(wire.publish(t, p, i % 65535 + 1) for i, (t, p) in enumerate(msgs))
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return min(times)
+
+
+async def copy_cost(url: str, batches: list[Batch], repeat: int) -> float:
+    admin = await asyncpg.connect(url)
+    name = "ingest_hotpath_bench"
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        conn = await asyncpg.connect(url.rsplit("/", 1)[0] + "/" + name)
+        await migrate(conn, use_timescale=False)
+        writer = Writer(CLASSES)
+        times = []
+        for _ in range(repeat):
+            await conn.execute(
+                "TRUNCATE readings_reservoir, readings_power_line, readings_charger, "
+                "readings_datacenter, state_events, devices"
+            )
+            t0 = time.process_time()
+            for b in batches:
+                await writer.write(conn, b, [])
+            times.append(time.process_time() - t0)
+        await conn.close()
+        return min(times)
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=2000, help="messages per batch (default 2000)")
+    ap.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = ap.parse_args(argv)
+    msgs = generate(args.messages)
+    n = len(msgs)
+    chunks = stream(msgs)
+    now = datetime.now(UTC)
+    stages: dict[str, float] = {}
+
+    def parse() -> list[tuple[str, bytes, int]]:
+        p = wire.Parser()
+        out: list[tuple[str, bytes, int]] = []
+        for c in chunks:
+            out += p.feed(c)[0]
+        return out
+
+    parsed = parse()
+    assert len(parsed) == n
+    stages["MQTT parse"] = best(parse, args.repeat)
+
+    dispatcher = Dispatcher(ADAPTERS, "gz", timedelta(minutes=5), timedelta(days=400))
+
+    def decode() -> None:
+        for t, p, _ in parsed:  # results dropped: the worker keeps one batch, not all
+            dispatcher.decode(t, p, now)
+
+    stages["decode (dispatch + adapter)"] = best(decode, args.repeat)
+    decoded = [dispatcher.decode(t, p, now) for t, p, _ in parsed]
+
+    def batching() -> list[Batch]:
+        out, b = [], Batch(0.0)
+        for i, d in enumerate(decoded):
+            b.add(d, now, (1, i))
+            if len(b.tokens) >= args.batch:
+                out.append(b)
+                b = Batch(0.0)
+        if b.tokens:
+            out.append(b)
+        return out
+
+    stages["batch.add"] = best(batching, args.repeat)
+    batches = batching()
+
+    def registry() -> None:
+        r = RegistryCache(timedelta(seconds=30))
+        for b in batches:
+            r.committed(r.due(b.devices))
+
+    stages["registry due/committed"] = best(registry, args.repeat)
+    stages["COPY (client side)"] = asyncio.run(copy_cost(args.database_url, batches, args.repeat))
+    ids = [pid for _, _, pid in parsed]
+    stages["PUBACK encoding"] = best(
+        lambda: [wire.pubacks(ids[i : i + args.batch]) for i in range(0, n, args.batch)], args.repeat
+    )
+    total = sum(stages.values())
+    print(f"{n:,} messages, {sum(b.row_count for b in batches):,} rows, batches of {args.batch}")
+    print(f"{'stage':<30}{'µs/msg':>8}{'share':>8}")
+    for k, v in stages.items():
+        print(f"{k:<30}{v / n * 1e6:>8.2f}{v / total:>8.0%}")
+    print(f"{'total':<30}{total / n * 1e6:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
