@@ -102,6 +102,8 @@ class DeviceClass:
     metric_bounds: Mapping[str, tuple[int, float, float]] = field(init=False, repr=False, compare=False)
     state_index: Mapping[str, State] = field(init=False, repr=False, compare=False)
     meta_index: Mapping[str, MetaField] = field(init=False, repr=False, compare=False)
+    # `automation` as column indexes
+    automation_columns: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metric_index", {m.name: i for i, m in enumerate(self.metrics)})
@@ -110,12 +112,21 @@ class DeviceClass:
         object.__setattr__(self, "state_index", {s.name: s for s in self.states})
         all_meta = COMMON_META + self.meta
         object.__setattr__(self, "meta_index", {f.name: f for f in all_meta})
+        index = self.metric_index
+        columns = tuple(tuple(index[name] for name in group) for group in self.automation)
+        object.__setattr__(self, "automation_columns", columns)
 
     def automates(self, rows: list[Row]) -> bool:
         """Whether rows of one automatic report satisfy `automation`."""
-        for group in self.automation:
-            cols = [self.metric_index[name] for name in group]
-            if not any(values[i] is not None for _, values in rows for i in cols):
+        for cols in self.automation_columns:
+            for _, values in rows:
+                for i in cols:
+                    if values[i] is not None:
+                        break
+                else:
+                    continue
+                break
+            else:
                 return False
         return True
 

@@ -676,7 +676,7 @@ class OwnImpl:
         self.cfg = cfg
         self.variant = variant
 
-    def _source(self, sink: Callable[[str, bytes, Any], None]) -> Any:
+    def _source(self, sink: Callable[[list[tuple[str, bytes, int]], int], None]) -> Any:
         from ingest.config import MqttConfig
         from ingest.metrics import ServiceMetrics
         from ingest.mqtt import MqttSource
@@ -707,9 +707,10 @@ class OwnImpl:
             return on_commit
 
         async def consume(state: DrainState, batcher: Batcher) -> Callable[[], Awaitable[None]]:
-            def sink(_topic: str, payload: bytes, token: Any) -> None:
-                state.on_payload(payload)
-                batcher.add(token)
+            def sink(messages: list[tuple[str, bytes, int]], gen: int) -> None:
+                for _, payload, pid in messages:
+                    state.on_payload(payload)
+                    batcher.add((gen, pid))
 
             source = holder["source"] = self._source(sink)
             task = asyncio.create_task(source.run())

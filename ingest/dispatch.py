@@ -4,7 +4,7 @@ Pure: the caller passes the reception time."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from adapters import Adapter, Decoded, DecodeError, Topic
 from ingest import topics
@@ -26,6 +26,9 @@ class Dispatcher:
         # Devices publish on the same few topics again and again: remember what a
         # valid topic resolved to (bounded; cleared when full).
         self._routes: dict[str, tuple[Topic, Adapter]] = {}
+        # The acceptance window of the last reception time (messages of one read
+        # share it): (received_at, latest ts accepted, earliest ts accepted).
+        self._window: tuple[datetime, datetime, datetime] | None = None
 
     @property
     def classes(self) -> frozenset[str]:
@@ -43,6 +46,17 @@ class Dispatcher:
         self._routes[topic] = (t, adapter)
         return t, adapter
 
+    def _window_at(self, received_at: datetime) -> tuple[datetime, datetime, datetime]:
+        try:
+            latest = received_at + self.future_skew
+        except OverflowError:
+            latest = datetime.max.replace(tzinfo=UTC)
+        try:
+            earliest = received_at - self.horizon
+        except OverflowError:
+            earliest = datetime.min.replace(tzinfo=UTC)
+        return received_at, latest, earliest
+
     def decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded:
         """Decode one message or raise DecodeError with the reason."""
         route = self._routes.get(topic)
@@ -51,12 +65,15 @@ class Dispatcher:
         t, adapter = route
         decoded = adapter.decode(t, payload, received_at)
         if decoded.status is None:
+            window = self._window
+            if window is None or window[0] is not received_at:
+                window = self._window = self._window_at(received_at)
             ts = decoded.ts
-            if ts - received_at > self.future_skew:
+            if ts > window[1]:
                 raise DecodeError(
                     "future_timestamp", f"ts {ts.isoformat()} is ahead of reception {received_at.isoformat()}"
                 )
-            if received_at - ts > self.horizon:
+            if ts < window[2]:
                 raise DecodeError(
                     "too_old", f"ts {ts.isoformat()} is older than the {self.horizon.days}-day horizon"
                 )

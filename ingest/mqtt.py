@@ -1,6 +1,7 @@
 """MQTT source: an asyncio MQTT 5 subscriber, QoS 1, acknowledging after commit.
 
-Owns the connection only: it calls the sink with (topic, payload, token) and sends
+Owns the connection only: it hands the sink the messages of each socket read at
+once, as (topic, payload, packet id) with the connection's generation, and sends
 PUBACK when the pipeline hands tokens back after the commit — all the acks of a batch
 in one write. A persistent session (fixed client id, session expiry, clean start
 off) keeps messages published while the worker is down; a shared subscription splits
@@ -30,7 +31,9 @@ from ingest.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[str, bytes, Any], None]
+# sink(messages, generation): the PUBLISH messages of one read, as (topic, payload,
+# packet id); a message's acknowledgement token is (generation, packet id).
+Sink = Callable[[list[tuple[str, bytes, int]], int], None]
 SUBSCRIBE_ID = 1
 
 
@@ -59,9 +62,7 @@ class _Protocol(asyncio.Protocol):
             for ev in events:
                 src._event(ev)
         if messages and src._accepting:
-            sink, gen = src._sink, src._generation
-            for topic, payload, pid in messages:
-                sink(topic, payload, (gen, pid))
+            src._sink(messages, src._generation)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

@@ -178,22 +178,35 @@ def _read_varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
 @dataclass
 class Parser:
     """Incremental parser. `feed` returns PUBLISH messages as (topic, payload, packet
-    id or 0 for QoS 0) in `messages`, and other packets as events."""
+    id or 0 for QoS 0) in `messages`, and other packets as events.
+
+    Packets are sliced straight from the bytes of a read; only an incomplete packet
+    at its end is kept (`buf`), and once `need` bytes are there it is joined with
+    what follows."""
 
     buf: bytearray = field(default_factory=bytearray)
     max_packet: int = MAX_PACKET
+    need: int = 0  # bytes `buf` must hold before parsing is worth trying again
 
     def feed(self, data: bytes) -> tuple[list[tuple[str, bytes, int]], list[Event]]:
-        buf = self.buf
-        buf += data
         messages: list[tuple[str, bytes, int]] = []
         events: list[Event] = []
+        buf = self.buf
+        if buf:
+            buf += data
+            if len(buf) < self.need:
+                return messages, events
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         pos = 0
-        n = len(buf)
+        n = len(data)
+        need = 0
         while n - pos >= 2:
-            first = buf[pos]
+            first = data[pos]
             # remaining length (varint, 1-4 bytes)
-            b = buf[pos + 1]
+            b = data[pos + 1]
             if b < 0x80:
                 length, start = b, pos + 2
             else:
@@ -203,7 +216,7 @@ class Parser:
                     if start >= n:
                         length = -1
                         break
-                    b = buf[start]
+                    b = data[start]
                     start += 1
                     length |= (b & 0x7F) << shift
                     if not b & 0x80:
@@ -217,50 +230,52 @@ class Parser:
                 raise ProtocolError(f"packet of {length} bytes exceeds the limit")
             end = start + length
             if end > n:
+                need = end - pos
                 break
             kind = first & 0xF0
             if kind == PUBLISH:
-                tlen = (buf[start] << 8) | buf[start + 1]
+                tlen = (data[start] << 8) | data[start + 1]
                 p = start + 2 + tlen
-                topic = buf[start + 2 : p].decode("utf-8", "surrogateescape")
+                topic = data[start + 2 : p].decode("utf-8", "surrogateescape")
                 if first & 0x06:
-                    packet_id = (buf[p] << 8) | buf[p + 1]
+                    packet_id = (data[p] << 8) | data[p + 1]
                     p += 2
                 else:
                     packet_id = 0
-                plen = buf[p]
+                plen = data[p]
                 if plen < 0x80:
                     p += 1 + plen
                 else:
-                    plen, p = _read_varint(buf, p)
+                    plen, p = _read_varint(data, p)
                     p += plen
                 if p > end:
                     raise ProtocolError("PUBLISH header overruns the packet")
-                messages.append((topic, bytes(buf[p:end]), packet_id))
+                messages.append((topic, data[p:end], packet_id))
             elif kind == CONNACK:
-                props, _ = _properties(buf, start + 2) if length > 2 else ({}, 0)
+                props, _ = _properties(data, start + 2) if length > 2 else ({}, 0)
                 ka, rm = props.get(0x13), props.get(0x21)
                 events.append(
                     ConnAck(
-                        bool(buf[start] & 1),
-                        buf[start + 1],
+                        bool(data[start] & 1),
+                        data[start + 1],
                         ka if isinstance(ka, int) else None,
                         rm if isinstance(rm, int) else None,
                     )
                 )
             elif kind == SUBACK & 0xF0:
-                pid = (buf[start] << 8) | buf[start + 1]
-                _, p = _properties(buf, start + 2)
-                events.append(SubAck(pid, tuple(buf[p:end])))
+                pid = (data[start] << 8) | data[start + 1]
+                _, p = _properties(data, start + 2)
+                events.append(SubAck(pid, tuple(data[p:end])))
             elif kind == PINGRESP:
                 events.append(PingResp())
             elif kind == DISCONNECT:
-                events.append(Disconnect(buf[start] if length else 0))
+                events.append(Disconnect(data[start] if length else 0))
             elif kind == PUBACK:
-                events.append(PubAck((buf[start] << 8) | buf[start + 1]))
+                events.append(PubAck((data[start] << 8) | data[start + 1]))
             elif kind not in (0x50, 0x60, 0x70, 0xB0, 0xF0):  # QoS 2 flow, UNSUBACK, AUTH: ignored
                 raise ProtocolError(f"unexpected packet type 0x{first:02x}")
             pos = end
-        if pos:
-            del buf[:pos]
+        if pos < n:
+            buf += memoryview(data)[pos:]
+            self.need = need
         return messages, events

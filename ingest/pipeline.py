@@ -1,6 +1,6 @@
 """The pipeline: messages in, batches committed, acknowledgements out.
 
-The MQTT source calls `on_message` for every message with an opaque token; the
+The MQTT source calls `on_messages` with the messages of each socket read; the
 pipeline decodes it into the open batch, flushes batches by size or age to a queue,
 and writer tasks commit them. Only after a batch's commit are its tokens handed back
 to the source to acknowledge, so a message the broker accepted is either in the
@@ -77,19 +77,26 @@ class Pipeline:
 
     # ---- intake (called by the source, synchronously, on the event loop) ----
 
-    def on_message(self, topic: str, payload: bytes, token: Any) -> None:
+    def on_messages(self, messages: list[tuple[str, bytes, int]], generation: int) -> None:
+        """The messages of one read from the broker, as (topic, payload, packet id); a
+        message's acknowledgement token is (generation, packet id). They arrived
+        together, so they share one reception time."""
         received_at = datetime.now(UTC)
+        decode = self.dispatcher.decode
+        max_rows = self.cfg.batch.max_rows
         batch = self._batch
-        if batch is None:
-            batch = self._open()
-        try:
-            decoded = self.dispatcher.decode(topic, payload, received_at)
-        except DecodeError as exc:
-            batch.add_dead(topic, payload, exc, received_at, token)
-        else:
-            batch.add(decoded, received_at, token)
-        if len(batch.tokens) >= self.cfg.batch.max_rows:
-            self.flush()
+        for topic, payload, pid in messages:
+            if batch is None:
+                batch = self._open()
+            try:
+                decoded = decode(topic, payload, received_at)
+            except DecodeError as exc:
+                batch.add_dead(topic, payload, exc, received_at, (generation, pid))
+            else:
+                batch.add(decoded, received_at, (generation, pid))
+            if len(batch.tokens) >= max_rows:
+                self.flush()
+                batch = None
 
     def _open(self) -> Batch:
         self._batch = Batch(time.monotonic())

@@ -51,7 +51,7 @@ class Service:
         self.cfg = cfg
         self.metrics = ServiceMetrics()
         self.pipeline = Pipeline(cfg, lambda: connect_db(cfg), self.metrics, writers=writers)
-        self.source = MqttSource(cfg.mqtt, self.pipeline.on_message, self.metrics)
+        self.source = MqttSource(cfg.mqtt, self.pipeline.on_messages, self.metrics)
         self.pipeline.source = self.source
         self.pipeline.on_failure = self.stop
         self.started = time.time()

@@ -50,8 +50,8 @@ async def drain(port: int, n: int, ack: bool) -> None:
     got: list[Any] = []
     all_in = asyncio.Event()
 
-    def sink(_topic: str, _payload: bytes, token: Any) -> None:
-        got.append(token)
+    def sink(messages: list[tuple[str, bytes, int]], gen: int) -> None:
+        got.extend((gen, pid) for _, _, pid in messages)
         if len(got) >= n:
             all_in.set()
 
