@@ -17,19 +17,28 @@ import gc
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from adapters import ADAPTERS, CLASSES
 from bench.messages import generate
+from ingest import config
 from ingest import mqtt_wire as wire
 from ingest.batch import Batch
+from ingest.cli import GC_THRESHOLDS
 from ingest.dispatch import Dispatcher
+from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
+from ingest.pipeline import Pipeline
 from ingest.registry import RegistryCache
 from ingest.writer import Writer
 
 CHUNK = 65536  # bytes per socket read
+
+
+async def _no_db() -> Any:
+    raise RuntimeError("no database in this measurement")
 
 
 def stream(msgs: list[tuple[str, bytes]]) -> list[bytes]:
@@ -132,11 +141,40 @@ def main(argv: list[str] | None = None) -> int:
         lambda: [wire.pubacks(ids[i : i + args.batch]) for i in range(0, n, args.batch)], args.repeat
     )
     total = sum(stages.values())
+
+    def intake() -> None:
+        """Parser and Pipeline.on_messages as the worker runs them, the batches it
+        queues dropped as they come (no writer)."""
+
+        async def go() -> None:
+            pipe = Pipeline(config.load(env={}), _no_db, ServiceMetrics())
+            parser = wire.Parser()
+            queue = pipe._queue
+            for c in chunks:
+                pipe.on_messages(parser.feed(c)[0], 1)
+                while not queue.empty():
+                    queue.get_nowait()
+            pipe.flush()
+
+        asyncio.run(go())
+
+    whole = best(intake, args.repeat)
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    whole_gc = best(intake, args.repeat)
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
     print(f"{n:,} messages, {sum(b.row_count for b in batches):,} rows, batches of {args.batch}")
     print(f"{'stage':<30}{'µs/msg':>8}{'share':>8}")
     for k, v in stages.items():
         print(f"{k:<30}{v / n * 1e6:>8.2f}{v / total:>8.0%}")
     print(f"{'total':<30}{total / n * 1e6:>8.2f}")
+    print(
+        "intake as the worker runs it (parse + Pipeline.on_messages, no writer):"
+        f" {whole / n * 1e6:.2f} µs/msg;"
+        f" with gc.freeze() and thresholds {GC_THRESHOLDS}: {whole_gc / n * 1e6:.2f}"
+    )
     return 0
 
 
