@@ -17,12 +17,14 @@ import gc
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from adapters import ADAPTERS, CLASSES
 from bench.messages import generate
+from bench.run import CpuMeter
 from ingest import config
 from ingest import mqtt_wire as wire
 from ingest.batch import Batch
@@ -56,7 +58,12 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-async def copy_cost(url: str, batches: list[Batch], repeat: int) -> float:
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+async def copy_cost(url: str, batches: list[Batch], repeat: int) -> tuple[float, float]:
+    """(client CPU, server CPU) seconds of writing the batches, best run by client CPU."""
     admin = await asyncpg.connect(url)
     name = "ingest_hotpath_bench"
     await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -65,16 +72,19 @@ async def copy_cost(url: str, batches: list[Batch], repeat: int) -> float:
         conn = await asyncpg.connect(url.rsplit("/", 1)[0] + "/" + name)
         await migrate(conn, use_timescale=False)
         writer = Writer(CLASSES)
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        postmaster = parent(backend)
         times = []
         for _ in range(repeat):
             await conn.execute(
                 "TRUNCATE readings_reservoir, readings_power_line, readings_charger, "
                 "readings_datacenter, state_events, devices"
             )
+            server = CpuMeter(postmaster)
             t0 = time.process_time()
             for b in batches:
                 await writer.write(conn, b, [])
-            times.append(time.process_time() - t0)
+            times.append((time.process_time() - t0, server.used()))
         await conn.close()
         return min(times)
     finally:
@@ -135,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             r.committed(r.due(b.devices))
 
     stages["registry due/committed"] = best(registry, args.repeat)
-    stages["COPY (client side)"] = asyncio.run(copy_cost(args.database_url, batches, args.repeat))
+    client, server = asyncio.run(copy_cost(args.database_url, batches, args.repeat))
+    stages["COPY (client side)"] = client
     ids = [pid for _, _, pid in parsed]
     stages["PUBACK encoding"] = best(
         lambda: [wire.pubacks(ids[i : i + args.batch]) for i in range(0, n, args.batch)], args.repeat
@@ -170,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in stages.items():
         print(f"{k:<30}{v / n * 1e6:>8.2f}{v / total:>8.0%}")
     print(f"{'total':<30}{total / n * 1e6:>8.2f}")
+    print(f"PostgreSQL's own CPU for the same COPYs (all its processes): {server / n * 1e6:.2f} µs/msg")
     print(
         "intake as the worker runs it (parse + Pipeline.on_messages, no writer):"
         f" {whole / n * 1e6:.2f} µs/msg;"
