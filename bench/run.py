@@ -10,8 +10,12 @@ Measures, on the same messages (realistic v1 JSON of all four classes):
   5. latency       — publish → commit p50/p99 at half the one-worker rate, from
                      PostgreSQL's commit timestamps (track_commit_timestamp);
   6. optionally a soak (--soak SECONDS): worker RSS over time at half load.
-It starts its own Mosquitto and a private, durable (fsync on) PostgreSQL, prints a
-table and writes JSON to bench/results/. Usage: python -m bench.run --help
+Every case also reports the CPU the broker and PostgreSQL spent on it, and the
+one-worker case the machine's CPU budget per message (what bounds the rate). The
+drains run in rounds (--repeat), one of each case per round, because the machine is
+shared and its speed drifts: each case reports its median run, and the ratios are
+taken round by round. It starts its own Mosquitto and a private, durable (fsync on)
+PostgreSQL, prints a table and writes JSON to bench/results/. Usage: python -m bench.run --help
 """
 
 from __future__ import annotations
@@ -360,6 +364,9 @@ def service_drain(
     for port in ports:
         wait_health(port, "mqtt_connected")
     time.sleep(0.5)
+    # What starting costs (imports, connections, the first rollup), to take out of the
+    # CPU per message below: the second start costs the same.
+    startup_cpu = sum(proc_stats(w.pid)[0] for w in ws)
     stop(ws)
     publisher.publish(b.port, msgs, procs)
     meters = CpuMeter(b.pid), CpuMeter(pg_pid)
@@ -388,12 +395,13 @@ def service_drain(
         raise RuntimeError("the workers did not drain the backlog in time")
     el = t_end - t_first
     drained = len(msgs) - first_count
-    cpu = sum(s[0] for s in stats)
+    cpu = sum(s[0] for s in stats) - startup_cpu
     return {
         "workers": workers,
         "messages": len(msgs),
         "seconds": el,
         "msgs_per_s": drained / el,
+        "startup_cpu_s": startup_cpu,
         "cpu_s_per_1000": cpu / len(msgs) * 1000,
         "broker_cpu_s_per_1000": broker_cpu / len(msgs) * 1000,
         "db_cpu_s_per_1000": db_cpu / len(msgs) * 1000,
@@ -496,6 +504,17 @@ def versions() -> dict[str, str]:
     }
 
 
+def ratios(rounds: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Service ÷ reference, round by round (runs made minutes apart), and the median."""
+    out = {}
+    for svc, label in (("service1", "1 worker"), ("service2", "2 workers")):
+        for ref, ref_label in (("broker_drain", "broker drain limit"), ("naive", "naive bridge")):
+            if svc in rounds and ref in rounds:
+                each = [a / b for a, b in zip(rounds[svc], rounds[ref], strict=True)]
+                out[f"{label} / {ref_label}"] = {"median": statistics.median(each), "rounds": each}
+    return out
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median rate, with the rates of all runs beside it (this
     machine is shared: one run can be a third off the next)."""
@@ -589,7 +608,8 @@ def table(res: dict[str, Any]) -> str:
             f"{lat['committed']:,} committed, dead letters {lat['dead_letters'] or 'none'})"
         )
     for k, v in res.get("ratios", {}).items():
-        lines.append(f"{k}: {v:.2f}")
+        each = ", ".join(f"{x:.2f}" for x in v["rounds"])
+        lines.append(f"{k}: {v['median']:.2f} (median of rounds: {each})")
     if "budget" in res:
         b = res["budget"]
         lines.append(
@@ -648,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=3,
-        help="runs of each drain case (broker, naive, service); the median run is reported (default 3)",
+        help="rounds of the drain cases (broker drain, naive bridge, service), one run of each per round;"
+        " each case reports its median run, the ratios are taken round by round (default 3)",
     )
     ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS (default: theirs)")
     ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS (default: theirs)")
@@ -689,13 +710,6 @@ def main(argv: list[str] | None = None) -> int:
 
         reps = args.repeat
 
-        def runs(what: str, case: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-            out = []
-            for i in range(reps):
-                log(f"{what}{f' (run {i + 1} of {reps})' if reps > 1 else ''}")
-                out.append(case(i))
-            return median_run(out)
-
         def drain_case(i: int) -> dict[str, Any]:
             with broker() as b:
                 return broker_drain(b, msgs, args.publishers)
@@ -714,7 +728,6 @@ def main(argv: list[str] | None = None) -> int:
             return case
 
         if "broker" not in skip:
-            res["broker_drain"] = runs("broker: backlog drain to mosquitto_sub", drain_case)
             with broker() as b:
                 log("broker: live flood to mosquitto_sub")
                 res["broker_flood"] = broker_flood(b, msgs, args.publishers)
@@ -724,13 +737,26 @@ def main(argv: list[str] | None = None) -> int:
                 url = asyncio.run(fresh_db(f"copy{conns}"))
                 log(f"database: COPY with {conns} connection(s)")
                 res["db_copy"].append(asyncio.run(db_copy(url, pg_pid, batch, len(msgs), conns)))
+        # The drains run in rounds, one of each case per round, so that the ratios
+        # compare runs made under the same conditions (the machine is shared).
+        cases: dict[str, tuple[str, Callable[[int], dict[str, Any]]]] = {}
+        if "broker" not in skip:
+            cases["broker_drain"] = ("broker: backlog drain to mosquitto_sub", drain_case)
         if "naive" not in skip:
-            res["naive"] = runs(f"naive bridge: {args.naive_messages:,} messages", naive_case)
+            cases["naive"] = (f"naive bridge: {args.naive_messages:,} messages", naive_case)
         if "service" not in skip:
-            res["service"] = [
-                runs(f"service: {w} worker(s) draining {len(msgs):,}", service_case(w))
-                for w in (int(w) for w in args.workers.split(","))
-            ]
+            for w in (int(w) for w in args.workers.split(",")):
+                cases[f"service{w}"] = (f"service: {w} worker(s) draining {len(msgs):,}", service_case(w))
+        rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in cases}
+        for i in range(reps):
+            for key, (what, case) in cases.items():
+                log(f"{what}{f' (round {i + 1} of {reps})' if reps > 1 else ''}")
+                rounds[key].append(case(i))
+        res["rounds"] = {k: [r["msgs_per_s"] for r in v] for k, v in rounds.items()}
+        for key in ("broker_drain", "naive"):
+            if key in rounds:
+                res[key] = median_run(rounds[key])
+        res["service"] = [median_run(v) for k, v in rounds.items() if k.startswith("service")]
         if "latency" not in skip:
             one = next((r for r in res.get("service", []) if r["workers"] == 1), None)
             rate = args.latency_rate or (one["msgs_per_s"] if one else 20_000) / 2
@@ -740,15 +766,8 @@ def main(argv: list[str] | None = None) -> int:
                 res["latency"] = latency(
                     b, url, rate, args.latency_seconds, args.publishers, extra, args.soak
                 )
-    ratios = {}
+    res["ratios"] = ratios(res.get("rounds", {}))
     svc = {r["workers"]: r for r in res.get("service", [])}
-    if 1 in svc and "broker_drain" in res:
-        ratios["1 worker / broker drain limit"] = svc[1]["msgs_per_s"] / res["broker_drain"]["msgs_per_s"]
-    if 2 in svc and "broker_drain" in res:
-        ratios["2 workers / broker drain limit"] = svc[2]["msgs_per_s"] / res["broker_drain"]["msgs_per_s"]
-    if 1 in svc and "naive" in res:
-        ratios["1 worker / naive bridge"] = svc[1]["msgs_per_s"] / res["naive"]["msgs_per_s"]
-    res["ratios"] = ratios
     if 1 in svc and "broker_cpu_s_per_1000" in svc[1]:
         res["budget"] = budget(svc[1], res.get("broker_drain"))
     print(table(res))
