@@ -28,7 +28,6 @@ from bench.run import CpuMeter
 from ingest import config
 from ingest import mqtt_wire as wire
 from ingest.batch import Batch
-from ingest.cli import GC_THRESHOLDS
 from ingest.dispatch import Dispatcher
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
@@ -170,12 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(go())
 
     whole = best(intake, args.repeat)
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    whole_gc = best(intake, args.repeat)
-    gc.set_threshold(*thresholds)
-    gc.unfreeze()
     print(f"{n:,} messages, {sum(b.row_count for b in batches):,} rows, batches of {args.batch}")
     print(f"{'stage':<30}{'µs/msg':>8}{'share':>8}")
     for k, v in stages.items():
@@ -184,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"PostgreSQL's own CPU for the same COPYs (all its processes): {server / n * 1e6:.2f} µs/msg")
     print(
         "intake as the worker runs it (parse + Pipeline.on_messages, no writer):"
-        f" {whole / n * 1e6:.2f} µs/msg;"
-        f" with gc.freeze() and thresholds {GC_THRESHOLDS}: {whole_gc / n * 1e6:.2f}"
+        f" {whole / n * 1e6:.2f} µs/msg"
     )
     return 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -43,23 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _logging(cfg.log_level)
     _use_uvloop()
-    _tune_gc()
     asyncio.run(service.run(cfg))
     return 0
 
-
-# The worker allocates a few short-lived objects per message; with CPython's default
-# gen-0 threshold (700) the cyclic collector runs every few dozen messages. Freezing
-# what start-up made and collecting young objects every 50,000 allocations saves about
-# 3% of a worker's CPU: 11.79 → 11.39 µs per message in `python -m bench.hotpath`, and
-# 23.0 → 22.3 µs in four interleaved pairs of one-worker drains (bench.run).
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
