@@ -70,9 +70,7 @@ class DatabaseConfig:
 class BatchConfig:
     max_rows: int = 2000  # flush when a batch holds this many messages
     max_age_ms: int = 100  # ... or when its oldest message is this old
-    # batches waiting for the writers before intake pauses: a deeper queue keeps one
-    # draining worker reading instead of pausing and resuming (docs/scaling.md)
-    max_pending: int = 16
+    max_pending: int = 4  # batches waiting for the writer before intake pauses
 
 
 @dataclass(frozen=True, slots=True)

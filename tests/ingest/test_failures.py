@@ -144,7 +144,7 @@ async def test_sigkill_mid_stream_loses_nothing(mqtt_broker: Broker, db_url: str
 async def test_postgres_stopped_mid_stream_loses_nothing(mqtt_broker: Broker) -> None:
     msgs = stream(20_000)
     with private_postgres() as pg:
-        cfg = make_cfg(mqtt_broker, pg.url, max_rows=1000, max_pending=4)
+        cfg = make_cfg(mqtt_broker, pg.url, max_rows=1000)
         async with running(cfg) as svc:
             first, rest = msgs[:5_000], msgs[5_000:]
             await asyncio.to_thread(publish, mqtt_broker.port, first)
