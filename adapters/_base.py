@@ -119,14 +119,7 @@ class DeviceClass:
     def automates(self, rows: list[Row]) -> bool:
         """Whether rows of one automatic report satisfy `automation`."""
         for cols in self.automation_columns:
-            for _, values in rows:
-                for i in cols:
-                    if values[i] is not None:
-                        break
-                else:
-                    continue
-                break
-            else:
+            if not any(values[i] is not None for _, values in rows for i in cols):
                 return False
         return True
 

@@ -46,7 +46,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     from ingest import migrate
 
