@@ -3,8 +3,9 @@
 Runs the worker's own code on the benchmark's realistic messages, without a broker:
 the MQTT parser over the PUBLISH byte stream, dispatch + decode, batching, the
 registry check, the COPY of each batch into a scratch database on the local
-PostgreSQL (client CPU only: the server's work is not in this process) and the
-PUBACK encoding. Prints CPU µs per message for each stage (best of --repeat runs).
+PostgreSQL (this process's CPU, with PostgreSQL's own printed beside it), the PUBACK
+encoding, and the whole intake as the worker runs it. Prints CPU µs per message for
+each stage (best of --repeat runs).
 
     python -m bench.hotpath [--messages N] [--repeat R] [--database-url URL]
 """
@@ -17,14 +18,13 @@ import gc
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from adapters import ADAPTERS, CLASSES
 from bench.messages import generate
-from bench.run import CpuMeter
+from bench.run import CpuMeter, stat_fields
 from ingest import config
 from ingest import mqtt_wire as wire
 from ingest.batch import Batch
@@ -57,10 +57,6 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 async def copy_cost(url: str, batches: list[Batch], repeat: int) -> tuple[float, float]:
     """(client CPU, server CPU) seconds of writing the batches, best run by client CPU."""
     admin = await asyncpg.connect(url)
@@ -72,7 +68,7 @@ async def copy_cost(url: str, batches: list[Batch], repeat: int) -> tuple[float,
         await migrate(conn, use_timescale=False)
         writer = Writer(CLASSES)
         backend = await conn.fetchval("SELECT pg_backend_pid()")
-        postmaster = parent(backend)
+        postmaster = int(stat_fields(backend)[1])
         times = []
         for _ in range(repeat):
             await conn.execute(

@@ -54,9 +54,15 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name: [0] state, [1] parent pid, [11] utime,
+    [12] stime, [13] cutime, [14] cstime (clock ticks)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(CPU seconds, peak RSS MiB) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     hwm = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -77,8 +83,8 @@ class CpuMeter:
     @staticmethod
     def _stat(pid: int | str) -> list[str] | None:
         try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            return stat_fields(pid)
+        except (OSError, IndexError):  # the process is gone
             return None
 
     def read(self) -> float:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # sink(messages, generation): the PUBLISH messages of one read, as (topic, payload,
 # packet id); a message's acknowledgement token is (generation, packet id).
-Sink = Callable[[list[tuple[str, bytes, int]], int], None]
+Sink = Callable[[list[wire.Message], int], None]
 SUBSCRIBE_ID = 1
 
 

@@ -27,6 +27,10 @@ _PROP_TYPES = {
 }  # fmt: skip
 
 
+# A received PUBLISH: (topic, payload, packet id or 0 for QoS 0).
+Message = tuple[str, bytes, int]
+
+
 class ProtocolError(Exception):
     """The peer sent something this client cannot accept; the connection must close."""
 
@@ -188,8 +192,8 @@ class Parser:
     max_packet: int = MAX_PACKET
     need: int = 0  # bytes `buf` must hold before parsing is worth trying again
 
-    def feed(self, data: bytes) -> tuple[list[tuple[str, bytes, int]], list[Event]]:
-        messages: list[tuple[str, bytes, int]] = []
+    def feed(self, data: bytes) -> tuple[list[Message], list[Event]]:
+        messages: list[Message] = []
         events: list[Event] = []
         buf = self.buf
         if buf:

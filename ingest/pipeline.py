@@ -1,7 +1,7 @@
 """The pipeline: messages in, batches committed, acknowledgements out.
 
 The MQTT source calls `on_messages` with the messages of each socket read; the
-pipeline decodes it into the open batch, flushes batches by size or age to a queue,
+pipeline decodes them into the open batch, flushes batches by size or age to a queue,
 and writer tasks commit them. Only after a batch's commit are its tokens handed back
 to the source to acknowledge, so a message the broker accepted is either in the
 database or still held by the broker. When batches pile up (database slow or down),
@@ -24,6 +24,7 @@ from ingest.batch import Batch
 from ingest.config import Config
 from ingest.dispatch import Dispatcher
 from ingest.metrics import ServiceMetrics
+from ingest.mqtt_wire import Message
 from ingest.registry import RegistryCache
 from ingest.writer import TRANSIENT, Writer
 
@@ -77,7 +78,7 @@ class Pipeline:
 
     # ---- intake (called by the source, synchronously, on the event loop) ----
 
-    def on_messages(self, messages: list[tuple[str, bytes, int]], generation: int) -> None:
+    def on_messages(self, messages: list[Message], generation: int) -> None:
         """The messages of one read from the broker, as (topic, payload, packet id); a
         message's acknowledgement token is (generation, packet id). They arrived
         together, so they share one reception time."""
