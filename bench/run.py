@@ -415,18 +415,23 @@ def service_drain(
     }
 
 
-async def latency_from_db(url: str, since: datetime) -> list[float]:
+async def latency_from_db(url: str, since: datetime) -> dict[str, Any]:
+    """Publish → commit latency of every reading since `since`, summarised in SQL
+    (fetching millions of rows into Python took minutes)."""
+    union = " UNION ALL ".join(
+        f"SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 AS s "
+        f"FROM readings_{cls} WHERE ts >= $1"
+        for cls in ("reservoir", "power_line", "charger", "datacenter")
+    )
     conn = await asyncpg.connect(url)
     try:
-        out: list[float] = []
-        for cls in ("reservoir", "power_line", "charger", "datacenter"):
-            rows = await conn.fetch(
-                f"SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 AS s "
-                f"FROM readings_{cls} WHERE ts >= $1",
-                since,
-            )
-            out += [r["s"] for r in rows]
-        return out
+        r = await conn.fetchrow(
+            f"SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY s) AS q, "
+            f"max(s) AS max FROM ({union}) AS l",
+            since,
+        )
+        return {"n": r["n"], "p50": r["q"][0] if r["q"] else None, "p99": r["q"][1] if r["q"] else None,
+                "max": r["max"]}
     finally:
         await conn.close()
 
@@ -441,43 +446,68 @@ async def _dead(url: str) -> dict[str, int]:
 
 
 def latency(
-    b: Broker, url: str, rate: float, seconds: float, procs: int, extra: dict[str, str], soak: float = 0.0
+    b: Broker,
+    url: str,
+    pg_pid: int,
+    rate: float,
+    seconds: float,
+    procs: int,
+    extra: dict[str, str],
+    soak: float = 0.0,
 ) -> dict[str, Any]:
     port = free_port()
     w = worker(b, url, 0, port, extra)
-    rss_samples: list[tuple[float, float]] = []
+    # (seconds since start, worker RSS MiB, messages received and not yet committed)
+    samples: list[tuple[float, float, int]] = []
     try:
         wait_health(port, "mqtt_connected")
         time.sleep(0.5)
         since = datetime.now(UTC)
         duration = max(seconds, soak)
         n = int(rate * duration)
+        worker_cpu0 = proc_stats(w.pid)[0]
+        meters = CpuMeter(b.pid), CpuMeter(pg_pid)
         t0 = time.perf_counter()
         pub = subprocess.Popen(
             [sys.executable, "-c", _LIVE_PUBLISHER, str(b.port), str(n), str(rate), str(procs)], cwd=ROOT
         )
-        while pub.poll() is None:
-            rss_samples.append((time.perf_counter() - t0, rss(w.pid)))
-            time.sleep(min(10.0, max(1.0, duration / 30)))
+        while True:
+            # The publishers' CPU (the process and the ones it joined) from its rusage.
+            done, status, ru = os.wait4(pub.pid, os.WNOHANG)
+            if done:
+                pub.returncode = os.waitstatus_to_exitcode(status)
+                pub_cpu = ru.ru_utime + ru.ru_stime
+                break
+            samples.append((time.perf_counter() - t0, rss(w.pid), health(port)["pending_messages"]))
+            time.sleep(min(10.0, max(1.0, duration / 60)))
         wait_until = time.monotonic() + 60
         while time.monotonic() < wait_until and health(port)["committed_messages"] < n:
             time.sleep(0.1)
+        elapsed = time.perf_counter() - t0
         committed = health(port)["committed_messages"]
-        lat = sorted(asyncio.run(latency_from_db(url, since - timedelta(seconds=1))))
+        cpu = {
+            "worker": proc_stats(w.pid)[0] - worker_cpu0,
+            "broker": meters[0].used(),
+            "postgres": meters[1].used(),
+            "publishers": pub_cpu,
+        }
+        lat = asyncio.run(latency_from_db(url, since - timedelta(seconds=1)))
         dead = asyncio.run(_dead(url))
     finally:
         stop([w])
-    q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
     return {
         "rate": rate,
         "published": n // procs * procs,
         "committed": committed,
         "dead_letters": dead,
-        "messages": len(lat),
-        "p50_s": q[49],
-        "p99_s": q[98],
-        "max_s": lat[-1] if lat else None,
-        "rss_mib": rss_samples,
+        "messages": lat["n"],
+        "p50_s": lat["p50"],
+        "p99_s": lat["p99"],
+        "max_s": lat["max"],
+        # Share of the machine's cores each process used over the run.
+        "cores": {k: v / elapsed for k, v in cpu.items()},
+        "rss_mib": [(t, r) for t, r, _ in samples],
+        "pending": [(t, p) for t, _, p in samples],
     }
 
 
@@ -613,6 +643,14 @@ def table(res: dict[str, Any]) -> str:
             f"p99 {lat['p99_s'] * 1000:.0f} ms ({lat['messages']:,} rows of {lat['published']:,} published, "
             f"{lat['committed']:,} committed, dead letters {lat['dead_letters'] or 'none'})"
         )
+        if lat.get("cores") and lat.get("rss_mib"):
+            lines.append(
+                "  cores used meanwhile: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in lat["cores"].items())
+                + f"; worker RSS {lat['rss_mib'][0][1]:.0f} → {lat['rss_mib'][-1][1]:.0f} MiB"
+                + f" (peak {max(r for _, r in lat['rss_mib']):.0f}),"
+                + f" messages waiting in the worker at most {max(p for _, p in lat['pending']):,}"
+            )
     for k, v in res.get("ratios", {}).items():
         each = ", ".join(f"{x:.2f}" for x in v["rounds"])
         lines.append(f"{k}: {v['median']:.2f} (median of rounds: {each})")
@@ -770,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             with broker() as b:
                 log(f"latency at {rate:,.0f} msgs/s for {max(args.latency_seconds, args.soak):.0f}s")
                 res["latency"] = latency(
-                    b, url, rate, args.latency_seconds, args.publishers, extra, args.soak
+                    b, url, pg_pid, rate, args.latency_seconds, args.publishers, extra, args.soak
                 )
     res["ratios"] = ratios(res.get("rounds", {}))
     svc = {r["workers"]: r for r in res.get("service", [])}
