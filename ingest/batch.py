@@ -5,6 +5,7 @@ caller passes times)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,9 @@ class Batch:
     accepted: Counter[str] = field(default_factory=Counter)  # messages by class
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # by (class, reason)
     received_first: datetime | None = None
+    # Devices whose automation this worker has committed, with its time: a report at
+    # or after that time cannot change it, so the groups are not evaluated again.
+    automated: Mapping[str, datetime] = field(default_factory=dict)
 
     @property
     def messages(self) -> int:
@@ -82,8 +86,10 @@ class Batch:
         else:
             if touch.last_ts is None or d.ts > touch.last_ts:
                 touch.last_ts = d.ts
-            if d.automatic and touch.automated_at is None and _CLASSES[cls].automates(d.rows):
-                touch.automated_at = d.ts
+            if d.automatic and touch.automated_at is None:
+                known = self.automated.get(d.device_id)
+                if (known is None or d.ts < known) and _CLASSES[cls].automates(d.rows):
+                    touch.automated_at = d.ts
         if d.meta:
             if touch.meta is None:
                 touch.meta = dict(d.meta)

@@ -100,7 +100,7 @@ class Pipeline:
                 batch = None
 
     def _open(self) -> Batch:
-        self._batch = Batch(time.monotonic())
+        self._batch = Batch(time.monotonic(), automated=self.registry.automated)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.cfg.batch.max_age_ms / 1000, self.flush)
         return self._batch

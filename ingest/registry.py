@@ -46,7 +46,6 @@ ON CONFLICT (device_id) DO UPDATE SET
 class _Known:
     last_seen: datetime
     meta: dict[str, Any] | None
-    automated: bool
 
 
 class RegistryCache:
@@ -55,6 +54,8 @@ class RegistryCache:
     def __init__(self, resolution: timedelta) -> None:
         self.resolution = resolution
         self._known: dict[str, _Known] = {}
+        # device -> the earliest automated report time this worker has committed
+        self.automated: dict[str, datetime] = {}
 
     def __len__(self) -> int:
         return len(self._known)
@@ -68,22 +69,29 @@ class RegistryCache:
                 k is None
                 or t.status is not None
                 or (t.meta is not None and t.meta != k.meta)
-                or (t.automated_at is not None and not k.automated)
+                or (t.automated_at is not None and self._earlier(dev, t.automated_at))
                 or t.last_seen - k.last_seen >= self.resolution
             ):
                 out.append((dev, t))
         out.sort(key=lambda item: item[0])
         return out
 
+    def _earlier(self, dev: str, automated_at: datetime) -> bool:
+        """Whether `automated_at` is news: no automation of `dev` committed, or a later one."""
+        known = self.automated.get(dev)
+        return known is None or automated_at < known
+
     def committed(self, written: list[tuple[str, DeviceTouch]]) -> None:
         for dev, t in written:
             k = self._known.get(dev)
             meta = t.meta if t.meta is not None else (k.meta if k else None)
-            automated = t.automated_at is not None or (k is not None and k.automated)
-            self._known[dev] = _Known(t.last_seen, meta, automated)
+            self._known[dev] = _Known(t.last_seen, meta)
+            if t.automated_at is not None and self._earlier(dev, t.automated_at):
+                self.automated[dev] = t.automated_at
 
     def forget(self) -> None:
         self._known.clear()
+        self.automated.clear()
 
 
 def upsert_args(written: list[tuple[str, DeviceTouch]]) -> tuple[list[Any], ...]:

@@ -10,6 +10,7 @@ import orjson
 from adapters import ADAPTERS, DecodeError
 from ingest.batch import Batch
 from ingest.dispatch import Dispatcher
+from ingest.registry import RegistryCache
 
 NOW = datetime(2024, 6, 15, 0, 10, tzinfo=UTC)
 D = Dispatcher(ADAPTERS, "gz", timedelta(minutes=5), timedelta(days=400))
@@ -69,3 +70,42 @@ def test_a_reservoir_is_automated_by_a_report_with_level_and_rain() -> None:
     # classes without an automation rule: any automatic report
     add(b, "gz/v1/power_line/p1/telemetry", {"ts": ts, "metrics": {"battery_v": 12.5}})
     assert b.devices["p1"].automated_at is not None
+
+
+def _automating(b: Batch, ts: datetime) -> None:
+    doc = {"ts": ts.isoformat(), "metrics": {"level_m": 1050.0, "rain_1h_mm": 0.0}}
+    add(b, "gz/v1/reservoir/r1/telemetry", doc)
+
+
+def test_automation_the_registry_has_committed_is_not_evaluated_again() -> None:
+    registry = RegistryCache(timedelta(minutes=5))
+    first = Batch(0.0, automated=registry.automated)
+    t0 = NOW - timedelta(minutes=3)
+    _automating(first, t0)
+    due = registry.due(first.devices)
+    assert [d for d, _ in due] == ["r1"]
+    registry.committed(due)
+    assert registry.automated == {"r1": t0}
+    # a later automated report is no news: the batch leaves it out, the registry has
+    # nothing to write for it
+    later = Batch(0.0, automated=registry.automated)
+    _automating(later, NOW - timedelta(minutes=1))
+    assert later.devices["r1"].automated_at is None
+    # an earlier one (a backfill) is: it moves the device's automation back
+    earlier = Batch(0.0, automated=registry.automated)
+    t_early = NOW - timedelta(minutes=10)
+    _automating(earlier, t_early)
+    assert earlier.devices["r1"].automated_at == t_early
+    due = registry.due(earlier.devices)
+    assert due and due[0][1].automated_at == t_early
+    registry.committed(due)
+    assert registry.automated == {"r1": t_early}
+    # a batch opened before that commit may carry a later time: not written for it,
+    # and a write of it (with other news) leaves the earliest time
+    stale = Batch(0.0)
+    _automating(stale, t0)
+    assert registry.due(stale.devices) == []
+    registry.committed([("r1", stale.devices["r1"])])
+    assert registry.automated == {"r1": t_early}
+    registry.forget()
+    assert registry.automated == {}
