@@ -8,8 +8,11 @@ Measures, on the same messages (realistic v1 JSON of all four classes):
   4. this service  — one worker and two workers on the shared subscription,
                      draining a backlog (ack after commit, dedup on);
   5. latency       — publish → commit p50/p99 at half the one-worker rate, from
-                     PostgreSQL's commit timestamps (track_commit_timestamp);
-  6. optionally a soak (--soak SECONDS): worker RSS over time at half load.
+                     PostgreSQL's commit timestamps (track_commit_timestamp), with
+                     the cores each process used meanwhile (the publishers send
+                     pre-encoded packets with the time patched in);
+  6. optionally a soak (--soak SECONDS): worker RSS and the messages it holds over
+     time at half load.
 Every case also reports the CPU the broker and PostgreSQL spent on it, and the
 one-worker case the machine's CPU budget per message (what bounds the rate). The
 drains run in rounds (--repeat), one of each case per round, because the machine is
