@@ -21,8 +21,8 @@ from bench import publisher
 from bench.messages import MIX, _doc
 from ingest import mqtt_wire as wire
 
-_MARK = "@@TS@@"
 _TS_WIDTH = len("2026-11-28T14:30:01.123456+00:00")
+_PLACEHOLDER = b"#" * _TS_WIDTH
 
 
 class LiveMessages(Sequence[tuple[str, bytes]]):
@@ -44,11 +44,10 @@ class LiveMessages(Sequence[tuple[str, bytes]]):
             topic = f"gz/v1/{cls}/{cls[:2]}-{d:05d}/telemetry"
             cuts = []
             for k in range(variants):
-                body = orjson.dumps({"ts": _MARK, "seq": k, "metrics": _doc(cls, k, rnd)})
-                body = body.replace(_MARK.encode(), b"#" * _TS_WIDTH)
+                body = orjson.dumps({"ts": _PLACEHOLDER.decode(), "seq": k, "metrics": _doc(cls, k, rnd)})
                 pkt = wire.publish(topic, body, 1)
                 pid_at = len(pkt) - len(body) - 3  # packet id, the empty properties, body
-                ts_at = len(pkt) - len(body) + body.index(b"#" * _TS_WIDTH)
+                ts_at = len(pkt) - len(body) + body.index(_PLACEHOLDER)
                 cuts.append((pkt[:pid_at], pkt[pid_at + 2 : ts_at], pkt[ts_at + _TS_WIDTH :]))
             self.packets.append(cuts)
             self.topics.append(topic)

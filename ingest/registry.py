@@ -77,7 +77,7 @@ class RegistryCache:
         return out
 
     def _earlier(self, dev: str, automated_at: datetime) -> bool:
-        """Whether `automated_at` is news: no automation of `dev` committed, or a later one."""
+        """Whether `automated_at` is news: no automation of `dev` committed, or only a later one."""
         known = self.automated.get(dev)
         return known is None or automated_at < known
 
