@@ -718,6 +718,13 @@ def main(argv: list[str] | None = None) -> int:
         help="rounds of the drain cases (broker drain, naive bridge, service), one run of each per round;"
         " each case reports its median run, the ratios are taken round by round (default 3)",
     )
+    ap.add_argument(
+        "--pg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the benchmark's PostgreSQL, e.g. --pg checkpoint_timeout=30min (repeatable)",
+    )
     ap.add_argument("--max-rows", default="", help="INGEST_BATCH_MAX_ROWS (default: theirs)")
     ap.add_argument("--max-age-ms", default="", help="INGEST_BATCH_MAX_AGE_MS (default: theirs)")
     args = ap.parse_args(argv)
@@ -741,7 +748,11 @@ def main(argv: list[str] | None = None) -> int:
     batch, rows = decode_rows(msgs)
     res["rows_per_msg"] = rows / len(msgs)
     log(f"{len(msgs):,} messages, {rows:,} rows, {sum(len(p) for _, p in msgs) / len(msgs):.0f} B/msg avg")
-    with private_postgres(durable=True, settings=("track_commit_timestamp=on", "max_wal_size=4GB")) as pg:
+    for setting in args.pg:
+        if "=" not in setting:
+            ap.error(f"--pg {setting!r}: expected NAME=VALUE")
+    pg_settings = ("track_commit_timestamp=on", "max_wal_size=4GB", *args.pg)
+    with private_postgres(durable=True, settings=pg_settings) as pg:
         pg_pid = postmaster_pid(pg.dir / "data")
 
         async def fresh_db(name: str) -> str:
