@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     stages: dict[str, float] = {}
 
-    def parse() -> list[tuple[str, bytes, int]]:
+    def parse() -> list[wire.Message]:
         p = wire.Parser()
-        out: list[tuple[str, bytes, int]] = []
+        out: list[wire.Message] = []
         for c in chunks:
             out += p.feed(c)[0]
         return out

@@ -41,7 +41,7 @@ from typing import Any
 
 import asyncpg
 
-from adapters import ADAPTERS
+from adapters import ADAPTERS, CLASSES
 from bench import publisher
 from bench.messages import generate
 from ingest.batch import Batch
@@ -112,12 +112,26 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def reap(p: subprocess.Popen[bytes]) -> float:
-    """Wait for a child; its CPU seconds from the kernel's rusage. (Its ru_maxrss is
-    not reported: it counts the benchmark's own pages shared before exec.)"""
-    _, status, ru = os.wait4(p.pid, 0)
+def _wait(p: subprocess.Popen[bytes], options: int) -> float | None:
+    pid, status, ru = os.wait4(p.pid, options)
+    if not pid:
+        return None
     p.returncode = os.waitstatus_to_exitcode(status)
     return ru.ru_utime + ru.ru_stime
+
+
+def reap(p: subprocess.Popen[bytes]) -> float:
+    """Wait for a child; its CPU seconds from the kernel's rusage, which include the
+    children it has joined itself. (Its ru_maxrss is not reported: it counts the
+    benchmark's own pages shared before exec.)"""
+    cpu = _wait(p, 0)
+    assert cpu is not None  # a blocking wait returns the child
+    return cpu
+
+
+def reaped(p: subprocess.Popen[bytes]) -> float | None:
+    """`reap` if the child has exited, else None (without waiting)."""
+    return _wait(p, os.WNOHANG)
 
 
 def rss(pid: int) -> float:
@@ -423,8 +437,8 @@ async def latency_from_db(url: str, since: datetime) -> dict[str, Any]:
     (fetching millions of rows into Python took minutes)."""
     union = " UNION ALL ".join(
         f"SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 AS s "
-        f"FROM readings_{cls} WHERE ts >= $1"
-        for cls in ("reservoir", "power_line", "charger", "datacenter")
+        f"FROM {c.table} WHERE ts >= $1"
+        for c in CLASSES
     )
     conn = await asyncpg.connect(url)
     try:
@@ -433,8 +447,8 @@ async def latency_from_db(url: str, since: datetime) -> dict[str, Any]:
             f"max(s) AS max FROM ({union}) AS l",
             since,
         )
-        return {"n": r["n"], "p50": r["q"][0] if r["q"] else None, "p99": r["q"][1] if r["q"] else None,
-                "max": r["max"]}
+        p50, p99 = r["q"] or (None, None)  # no rows: no percentiles
+        return {"n": r["n"], "p50": p50, "p99": p99, "max": r["max"]}
     finally:
         await conn.close()
 
@@ -474,13 +488,7 @@ def latency(
         pub = subprocess.Popen(
             [sys.executable, "-c", _LIVE_PUBLISHER, str(b.port), str(n), str(rate), str(procs)], cwd=ROOT
         )
-        while True:
-            # The publishers' CPU (the process and the ones it joined) from its rusage.
-            done, status, ru = os.wait4(pub.pid, os.WNOHANG)
-            if done:
-                pub.returncode = os.waitstatus_to_exitcode(status)
-                pub_cpu = ru.ru_utime + ru.ru_stime
-                break
+        while (pub_cpu := reaped(pub)) is None:
             samples.append((time.perf_counter() - t0, rss(w.pid), health(port)["pending_messages"]))
             time.sleep(min(10.0, max(1.0, duration / 60)))
         wait_until = time.monotonic() + 60
