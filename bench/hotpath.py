@@ -26,13 +26,13 @@ from adapters import ADAPTERS, CLASSES
 from bench.messages import generate
 from bench.run import CpuMeter, stat_fields
 from ingest import config
-from ingest import mqtt_wire as wire
 from ingest.batch import Batch
 from ingest.dispatch import Dispatcher
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
 from ingest.registry import RegistryCache
+from ingest.sources import mqtt_wire as wire
 from ingest.writer import Writer
 
 CHUNK = 65536  # bytes per socket read

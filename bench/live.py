@@ -19,7 +19,7 @@ import orjson
 
 from bench import publisher
 from bench.messages import MIX, _doc
-from ingest import mqtt_wire as wire
+from ingest.sources import mqtt_wire as wire
 
 _TS_WIDTH = len("2026-11-28T14:30:01.123456+00:00")
 _PLACEHOLDER = b"#" * _TS_WIDTH

@@ -107,7 +107,7 @@ VARIANTS: dict[str, Variant] = {
             False,
             True,
             "yes",
-            "the worker's own client (ingest.mqtt): all PUBACKs of a batch in one write",
+            "the worker's own client (ingest.sources.mqtt): all PUBACKs of a batch in one write",
         ),
         Variant("own-uvloop", "own", True, True, "yes", "as own, uvloop event loop"),
         Variant(
@@ -670,7 +670,7 @@ class AiomqttImpl:
         return await _drain_common(self.cfg, consume, make_on_commit)
 
 
-# ---- the worker's own client (ingest.mqtt) ---------------------------------- #
+# ---- the worker's own client (ingest.sources.mqtt) ---------------------------------- #
 class OwnImpl:
     def __init__(self, cfg: WorkerConfig, variant: Variant) -> None:
         self.cfg = cfg
@@ -679,7 +679,7 @@ class OwnImpl:
     def _source(self, sink: Callable[[list[tuple[str, bytes, int]], int], None]) -> Any:
         from ingest.config import MqttConfig
         from ingest.metrics import ServiceMetrics
-        from ingest.mqtt import MqttSource
+        from ingest.sources.mqtt import MqttSource
 
         mc = MqttConfig(
             url=f"mqtt://{HOST}:{self.cfg.port}",

@@ -9,7 +9,7 @@ import multiprocessing as mp
 import time
 from collections.abc import Sequence
 
-from ingest import mqtt_wire as wire
+from ingest.sources import mqtt_wire as wire
 
 
 async def _publish(

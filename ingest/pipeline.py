@@ -24,8 +24,8 @@ from ingest.batch import Batch
 from ingest.config import Config
 from ingest.dispatch import Dispatcher
 from ingest.metrics import ServiceMetrics
-from ingest.mqtt_wire import Message
 from ingest.registry import RegistryCache
+from ingest.sources.mqtt_wire import Message
 from ingest.writer import TRANSIENT, Writer
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from ingest.http import AppContext, make_app
 from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
-from ingest.mqtt import MqttSource
 from ingest.pipeline import Pipeline
+from ingest.sources.mqtt import MqttSource
 from ingest.writer import TRANSIENT
 
 log = logging.getLogger(__name__)

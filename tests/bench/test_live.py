@@ -9,8 +9,8 @@ import orjson
 
 from adapters import ADAPTERS
 from bench.live import LiveMessages
-from ingest import mqtt_wire as wire
 from ingest.dispatch import Dispatcher
+from ingest.sources import mqtt_wire as wire
 
 
 def test_live_messages_decode_stamped_now_and_never_repeat_a_key() -> None:

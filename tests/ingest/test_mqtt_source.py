@@ -12,7 +12,7 @@ import pytest
 
 from ingest.config import MqttConfig
 from ingest.metrics import ServiceMetrics
-from ingest.mqtt import MqttSource
+from ingest.sources.mqtt import MqttSource
 from tests.fleet import known_fleet
 from tests.mqttclient import publish
 from tests.services import Broker

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import mqtt_wire as wire
+from ingest.sources import mqtt_wire as wire
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int, props: bytes = b"") -> bytes:

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ingest import mqtt_wire as wire
 from ingest import topics
 from ingest.config import MqttConfig
 from ingest.metrics import ServiceMetrics
+from ingest.sources import mqtt_wire as wire
 
 log = logging.getLogger(__name__)
 
