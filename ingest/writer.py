@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 STATE_COLUMNS = ("device_id", "class", "ts", "point", "name", "value")
 DEAD_COLUMNS = ("received_at", "topic", "payload", "reason", "detail")
+# A dead letter is stored once per (topic, payload): a redelivered refusal is the same one.
+DEAD_ONCE = (
+    "INSERT INTO dead_letters (received_at, topic, payload, reason, detail) "
+    "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bytea[], $4::text[], $5::text[]) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
 
 # Errors after which the same batch may succeed on a new connection.
 TRANSIENT = (
@@ -79,7 +85,10 @@ class Writer:
         if batch.states:
             await self._put(conn, "state_events", STATE_COLUMNS, batch.states, dedup)
         if batch.dead:
-            await conn.copy_records_to_table("dead_letters", records=batch.dead, columns=DEAD_COLUMNS)
+            if dedup:
+                await conn.execute(DEAD_ONCE, *map(list, zip(*batch.dead, strict=True)))
+            else:
+                await conn.copy_records_to_table("dead_letters", records=batch.dead, columns=DEAD_COLUMNS)
 
     async def _put(
         self, conn: Any, table: str, columns: tuple[str, ...], rows: list[Any], dedup: bool
@@ -129,7 +138,7 @@ class Writer:
             for dead in [*batch.dead, *refused]:
                 try:
                     async with conn.transaction():
-                        await conn.copy_records_to_table("dead_letters", records=[dead], columns=DEAD_COLUMNS)
+                        await conn.execute(DEAD_ONCE, *([v] for v in dead))
                 except asyncpg.PostgresError as exc:
                     if isinstance(exc, TRANSIENT):
                         raise
@@ -140,7 +149,7 @@ class Writer:
                         dead[3],
                         dead[4].encode("unicode_escape").decode(),
                     )
-                    await conn.copy_records_to_table("dead_letters", records=[safe], columns=DEAD_COLUMNS)
+                    await conn.execute(DEAD_ONCE, *([v] for v in safe))
                 written += 1
             await self._devices(conn, devices)
         return WriteResult(written, True, len(refused))

@@ -95,13 +95,25 @@ async def test_known_fleet_lands_exactly(service: Service, mqtt_broker: Broker, 
 async def test_republished_messages_are_stored_once(
     service: Service, mqtt_broker: Broker, db_url: str
 ) -> None:
-    good, expected = known_fleet(datetime.now(UTC))
-    await asyncio.to_thread(publish, mqtt_broker.port, good)
-    await asyncio.wait_for(service.pipeline.wait_committed(len(good)), 20)
-    await asyncio.to_thread(publish, mqtt_broker.port, good)
-    await asyncio.wait_for(service.pipeline.wait_committed(2 * len(good)), 20)
+    """The same messages again (as after a redelivery): readings and dead letters once."""
+    now = datetime.now(UTC)
+    good, expected = known_fleet(now)
+    msgs = good + [(t, p) for t, p, _ in bad_messages(now)]
+    await asyncio.to_thread(publish, mqtt_broker.port, msgs)
+    await asyncio.wait_for(service.pipeline.wait_committed(len(msgs)), 20)
+    await asyncio.to_thread(publish, mqtt_broker.port, msgs)
+    await asyncio.wait_for(service.pipeline.wait_committed(2 * len(msgs)), 20)
     assert await counts(db_url) == expected
-    assert service.metrics.registry.get_sample_value("ingest_dedup_batches_total") >= 1
+    conn = await asyncpg.connect(db_url)
+    try:
+        dead = await conn.fetchval("SELECT count(*) FROM dead_letters")
+    finally:
+        await conn.close()
+    assert dead == len({(t, p) for t, p in msgs[len(good) :]})
+    m = service.metrics.registry
+    assert m.get_sample_value("ingest_dedup_batches_total") >= 1
+    # The counter counts every refusal; the table keeps each distinct one.
+    assert m.get_sample_value("ingest_dead_letters_total", {"reason": "bad_json"}) == 2
 
 
 async def test_mqtt_311_device_and_status(service: Service, mqtt_broker: Broker, db_url: str) -> None:
