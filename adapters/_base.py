@@ -94,6 +94,9 @@ class DeviceClass:
     states: tuple[State, ...] = ()
     meta: tuple[MetaField, ...] = ()
     expected_interval_s: int = 3600
+    # A device counts as online when it reported within this many seconds (the
+    # default of `rollup.online_<class>_s`); 0: twice `expected_interval_s`.
+    online_s: int = 0
     # A report makes the device "automated" (plan counting) when it carries at least
     # one metric of each group; no groups: any automatic report does.
     automation: tuple[tuple[str, ...], ...] = ()
@@ -115,6 +118,8 @@ class DeviceClass:
         index = self.metric_index
         columns = tuple(tuple(index[name] for name in group) for group in self.automation)
         object.__setattr__(self, "automation_columns", columns)
+        if self.online_s == 0:
+            object.__setattr__(self, "online_s", 2 * self.expected_interval_s)
 
     def automates(self, rows: list[Row]) -> bool:
         """Whether rows of one automatic report satisfy `automation`."""

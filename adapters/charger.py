@@ -38,6 +38,7 @@ CHARGER = DeviceClass(
     name="charger",
     title="EV charging point",
     expected_interval_s=900,
+    online_s=86400,  # any message within 24 h
     metrics=(
         Metric("energy_wh", "Wh", 0, 1e13, "active energy import register", True, True),
         Metric("power_w", "W", 0, 1_200_000, "active power", pointed=True),

@@ -7,6 +7,7 @@ DATACENTER = DeviceClass(
     name="datacenter",
     title="Data-centre energy meter",
     expected_interval_s=900,  # registers every 15 min
+    online_s=2700,  # 3 x the 15-min register report
     metrics=(
         Metric("facility_energy_kwh", "kWh", 0, 1e12, "total facility energy register", True),
         Metric("it_energy_kwh", "kWh", 0, 1e12, "IT energy register", register=True),

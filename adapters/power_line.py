@@ -7,6 +7,7 @@ POWER_LINE = DeviceClass(
     name="power_line",
     title="Overhead-line monitoring terminal",
     expected_interval_s=1800,
+    online_s=5400,  # 3 x the 30-min period
     metrics=(
         Metric("conductor_temp_c", "°C", -50, 250, "conductor temperature"),
         Metric("ice_thickness_mm", "mm", 0, 200, "equivalent ice thickness"),

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 from urllib.parse import unquote, urlsplit
 
+from adapters import CLASSES
+
+_ONLINE = {c.name: c.online_s for c in CLASSES}
+
 
 class ConfigError(ValueError):
     """A setting is missing, unknown or has a bad value; the message names it."""
@@ -100,11 +104,13 @@ class RollupConfig:
     pue_window_days: float = 365.0  # trailing window of the average PUE; shorter is interim
     pue_category: int = 1  # Green Grid category of the headline PUE (1 UPS, 2 PDU, 3 IT input)
     catalogue: str = ""  # indicator catalogue file; empty: the one shipped with the package
-    # A device is online when it reported within this many seconds (per class).
-    online_reservoir_s: int = 7200  # 2 x the hourly report
-    online_power_line_s: int = 5400  # 3 x the 30-min period
-    online_charger_s: int = 86400  # any message within 24 h
-    online_datacenter_s: int = 2700  # 3 x the 15-min register report
+    # A device is online when it reported within this many seconds (per class); the
+    # defaults are the classes' declarations (DeviceClass.online_s), one field per
+    # class (tests/ingest/test_config.py checks that every class has one).
+    online_reservoir_s: int = _ONLINE["reservoir"]
+    online_power_line_s: int = _ONLINE["power_line"]
+    online_charger_s: int = _ONLINE["charger"]
+    online_datacenter_s: int = _ONLINE["datacenter"]
 
     def online_s(self, device_class: str) -> int:
         value: int = getattr(self, f"online_{device_class}_s")
@@ -243,8 +249,8 @@ def _check(cfg: Config) -> None:
     need(r.interval_s >= 1, "rollup.interval_s", "at least 1")
     need(1 <= r.pue_window_days <= 3660, "rollup.pue_window_days", "1 to 3660")
     need(r.pue_category in (1, 2, 3), "rollup.pue_category", "1, 2 or 3 (0 is peak power, not energy)")
-    for cls in ("reservoir", "power_line", "charger", "datacenter"):
-        need(r.online_s(cls) >= 1, f"rollup.online_{cls}_s", "at least 1")
+    for c in CLASSES:
+        need(r.online_s(c.name) >= 1, f"rollup.online_{c.name}_s", "at least 1")
     need(
         cfg.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "log_level",

@@ -15,11 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters import CLASSES as DEVICE_CLASSES
 from ingest.api.indicators import item, latest, years
 from ingest.http import CTX
 from ingest.indicators.regions import PROVINCE, regions
 
-CLASSES = ("reservoir", "power_line", "charger", "datacenter")
+CLASSES = tuple(c.name for c in DEVICE_CLASSES)
 STATUS_TEXT = {
     "met": "met",
     "on_track": "on track",

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from adapters import CLASSES
 from ingest.config import RollupConfig
 from ingest.indicators.alarms import Latest
 from ingest.indicators.compute import DeviceFacts, RollupResult
@@ -30,18 +31,28 @@ FROM devices d
 WHERE d.decommissioned_at IS NULL
 """
 
-# DOMAIN.md: a reservoir is automated once it sent an automatic report (not manual
-# entry) with level and rain. The registry marks automatic reports; the readings
-# tell that one carried both quantities.
-AUTOMATED = """
-SELECT d.device_id
+
+def _automated_sql() -> str:
+    """Devices automated under their class's declared rule (DeviceClass.automation;
+    DOMAIN.md: a reservoir once it sent an automatic report with level and rain).
+    The registry marks automatic reports; the readings tell that one carried a
+    metric of every group."""
+    parts = []
+    for c in CLASSES:
+        if not c.automation:
+            continue
+        groups = " AND ".join(
+            "(" + " OR ".join(f"r.{name} IS NOT NULL" for name in group) + ")" for group in c.automation
+        )
+        parts.append(f"""SELECT d.device_id
 FROM devices d
-WHERE d.class = 'reservoir' AND d.decommissioned_at IS NULL AND d.automated_at IS NOT NULL
-  AND EXISTS (
-      SELECT 1 FROM readings_reservoir r
-      WHERE r.device_id = d.device_id AND r.point = '' AND r.level_m IS NOT NULL
-        AND (r.rain_5min_mm IS NOT NULL OR r.rain_1h_mm IS NOT NULL OR r.rain_cum_mm IS NOT NULL))
-"""
+WHERE d.class = '{c.name}' AND d.decommissioned_at IS NULL AND d.automated_at IS NOT NULL
+  AND EXISTS (SELECT 1 FROM {c.table} r WHERE r.device_id = d.device_id AND r.point = ''
+              AND {groups})""")
+    return "\nUNION ALL\n".join(parts)
+
+
+AUTOMATED = _automated_sql()
 
 RACKS = """
 SELECT d.device_id,
@@ -194,9 +205,9 @@ async def latest_values(conn: Any, cfg: RollupConfig, now: datetime) -> list[Lat
     rows = await conn.fetch(
         LATEST,
         now,
-        float(cfg.online_reservoir_s),
-        float(cfg.online_power_line_s),
-        float(cfg.online_charger_s),
+        float(cfg.online_s("reservoir")),
+        float(cfg.online_s("power_line")),
+        float(cfg.online_s("charger")),
     )
     return [
         Latest(

@@ -3,10 +3,13 @@ setting."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from adapters import CLASSES
+from ingest import config
 from ingest.config import ConfigError, load
 
 
@@ -86,3 +89,12 @@ def test_cli_reports_a_bad_setting_and_exits_2(
         main(["check-config"])
     assert info.value.code == 2
     assert "INGEST_BATCH_MAX_AGE_MS" in capsys.readouterr().err
+
+
+def test_online_windows_default_to_the_class_declarations() -> None:
+    """One field per class, its default the class's DeviceClass.online_s."""
+    rollup = config.RollupConfig()
+    fields = {f.name for f in dataclasses.fields(rollup) if f.name.startswith("online_")}
+    assert fields == {f"online_{c.name}_s" for c in CLASSES}
+    for c in CLASSES:
+        assert rollup.online_s(c.name) == c.online_s
