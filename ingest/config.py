@@ -118,6 +118,17 @@ class RollupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Sl651Config:
+    """The SL 651-2014 centre: a TCP server that RTUs dial."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5651
+    mode: str = "M2"  # M1: never reply; M2/M3: acknowledge every report after commit
+    reply_end: str = "ESC"  # end of the acknowledgement: ESC (station stays online) or EOT
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -125,6 +136,7 @@ class Config:
     accept: AcceptConfig = field(default_factory=AcceptConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     rollup: RollupConfig = field(default_factory=RollupConfig)
+    sl651: Sl651Config = field(default_factory=Sl651Config)
     log_level: str = "INFO"
 
     def replace(self, **sections: Any) -> Config:
@@ -138,6 +150,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "accept": AcceptConfig,
     "http": HttpConfig,
     "rollup": RollupConfig,
+    "sl651": Sl651Config,
 }
 
 T = TypeVar("T")
@@ -251,6 +264,10 @@ def _check(cfg: Config) -> None:
     need(r.pue_category in (1, 2, 3), "rollup.pue_category", "1, 2 or 3 (0 is peak power, not energy)")
     for c in CLASSES:
         need(r.online_s(c.name) >= 1, f"rollup.online_{c.name}_s", "at least 1")
+    sl = cfg.sl651
+    need(0 <= sl.port <= 65535, "sl651.port", "0 (any free port) to 65535")
+    need(sl.mode in ("M1", "M2", "M3"), "sl651.mode", "M1, M2 or M3")
+    need(sl.reply_end in ("ESC", "EOT"), "sl651.reply_end", "ESC or EOT")
     need(
         cfg.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "log_level",
