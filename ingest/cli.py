@@ -55,22 +55,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _logging(cfg.log_level)
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], str | None]:
         import asyncpg
 
         conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
         try:
             use = {"auto": None, "timescale": True, "plain": False}[args.mode]
-            return await migrate.migrate(conn, use)
+            done = await migrate.migrate(conn, use)
+            return done, await migrate.recorded_variant(conn)
         finally:
             await conn.close()
 
     try:
-        done = asyncio.run(go())
+        done, variant = asyncio.run(go())
     except OSError as exc:
         print(f"ingest migrate: cannot reach the database ({exc})", file=sys.stderr)
         return 1
-    print(f"applied: {', '.join(done)}" if done else "database is up to date")
+    except migrate.MigrationError as exc:
+        print(f"ingest migrate: {exc}", file=sys.stderr)
+        return 1
+    kind = "TimescaleDB" if variant == migrate.TIMESCALE else "plain PostgreSQL"
+    print(f"applied ({kind}): {', '.join(done)}" if done else f"database is up to date ({kind})")
     return 0
 
 
@@ -217,15 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser(
         "migrate",
         help="apply the database migrations",
-        description="Apply pending SQL migrations (safe to re-run). With the "
-        "TimescaleDB extension available, tables become hypertables with "
-        "compression, continuous aggregates and retention.",
+        description="Apply pending SQL migrations (safe to re-run). A new database "
+        "uses TimescaleDB when the server has the extension (preloaded): tables become "
+        "hypertables with compression, continuous aggregates and retention. A database "
+        "keeps the variant it was first migrated with, and the command says which.",
     )
     mig.add_argument(
         "--mode",
         choices=("auto", "timescale", "plain"),
         default="auto",
-        help="use TimescaleDB features: auto-detect (default), force, or never",
+        help="variant of a new database: auto-detect (default), TimescaleDB, or plain; "
+        "a migrated database keeps its own and refuses the other",
     )
     mig.add_argument(
         "--print-sql",

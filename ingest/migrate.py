@@ -1,23 +1,43 @@
 """Versioned SQL migrations: `sql/NNN_name.sql`, then `NNN_name.timescale.sql` when
-the TimescaleDB extension is available, else `NNN_name.plain.sql`.
+the database uses TimescaleDB, else `NNN_name.plain.sql`.
 
 Applied in order, each in one transaction, recorded in `schema_migrations`, under an
 advisory lock so that workers starting together do not race. Re-running is a no-op.
+
+The variant (plain or timescale) belongs to the database, not to the run: the first
+migration records it and every later one follows it, whatever is installed since.
+A plain database becomes a TimescaleDB one only by `ingest migrate --to-timescale`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+
+import asyncpg
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x1E57_0001  # advisory lock id of the migrator
+PLAIN, TIMESCALE = "plain", "timescale"
+
+PRELOAD_HINT = (
+    "the TimescaleDB extension is installed on the server but not preloaded, and "
+    "PostgreSQL refuses to load it otherwise: add it to shared_preload_libraries in "
+    "postgresql.conf (shared_preload_libraries = 'timescaledb', keeping any libraries "
+    "already listed) and restart PostgreSQL"
+)
+
+
+class MigrationError(RuntimeError):
+    """The migrations cannot run as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +53,14 @@ class Migration:
 
     def checksum(self, timescale: bool) -> str:
         return hashlib.sha256(self.sql(timescale).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """What the database server offers for TimescaleDB."""
+
+    available: bool  # the extension is installed on the server (pg_available_extensions)
+    preloaded: bool  # ... and named in shared_preload_libraries
 
 
 def migrations() -> list[Migration]:
@@ -67,58 +95,131 @@ def render(timescale: bool) -> str:
     return "\n".join(parts)
 
 
-async def timescale_available(conn: Any) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
-        )
+def preloaded(setting: str) -> bool:
+    """Whether a shared_preload_libraries value names TimescaleDB's loader."""
+    names = (part.strip().strip('"').rsplit("/", 1)[-1] for part in setting.split(","))
+    return "timescaledb" in names
+
+
+async def server(conn: Any) -> Server:
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS available, "
+        "current_setting('shared_preload_libraries') AS preload"
     )
+    return Server(bool(row["available"]), preloaded(row["preload"] or ""))
 
 
-async def migrate(conn: Any, use_timescale: bool | None = None) -> list[str]:
-    """Apply pending migrations; returns the names applied. `use_timescale=None` detects."""
+def choose_variant(recorded: str | None, requested: str | None, srv: Server) -> str:
+    """The variant to apply. A database keeps the one it recorded; a new database
+    takes `requested`, or TimescaleDB when the server has it."""
+    if recorded is not None:
+        if requested is not None and requested != recorded:
+            if recorded == PLAIN:
+                raise MigrationError(
+                    "this database was migrated for plain PostgreSQL; its later migrations stay "
+                    "plain. To convert it (hypertables with their data, continuous aggregates "
+                    "in place of the views, policies) run `ingest migrate --to-timescale`"
+                )
+            raise MigrationError(
+                "this database was migrated for TimescaleDB; it cannot be migrated as plain PostgreSQL"
+            )
+        variant = recorded
+    elif requested is not None:
+        variant = requested
+    else:
+        variant = TIMESCALE if srv.available else PLAIN
+    if variant == TIMESCALE:
+        if not srv.available:
+            raise MigrationError("TimescaleDB was asked for, but the server does not have the extension")
+        if not srv.preloaded:
+            raise MigrationError(PRELOAD_HINT)
+    return variant
+
+
+async def recorded_variant(conn: Any) -> str | None:
+    """The variant a database was migrated with, or None before its first migration."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return None
+    variants = {r["variant"] for r in await conn.fetch("SELECT DISTINCT variant FROM schema_migrations")}
+    if len(variants) > 1:
+        raise MigrationError(f"schema_migrations records both variants {sorted(variants)}; fix it by hand")
+    return variants.pop() if variants else None
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: Any) -> AsyncIterator[None]:
+    """A transaction whose rollback never replaces the error that caused it (asyncpg's
+    own raises "connection is closed" when that error ended the session)."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        yield
+    except BaseException:
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await tr.rollback()
+        raise
+    await tr.commit()
+
+
+async def migrate(
+    conn: Any, use_timescale: bool | None = None, shipped: list[Migration] | None = None
+) -> list[str]:
+    """Apply pending migrations (`shipped`, default the package's); returns the names
+    applied. `use_timescale=None` keeps the database's variant, or detects it for a
+    new database."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version    integer PRIMARY KEY,
-                   name       text NOT NULL,
-                   variant    text NOT NULL CHECK (variant IN ('plain', 'timescale')),
-                   checksum   text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        if use_timescale is None:
-            use_timescale = await timescale_available(conn)
-        if use_timescale:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        applied = {r["version"]: r for r in await conn.fetch("SELECT * FROM schema_migrations")}
-        done = []
-        for m in migrations():
-            row = applied.get(m.version)
-            if row is not None:
-                ts = row["variant"] == "timescale"
-                if row["checksum"] != m.checksum(ts):
-                    log.warning(
-                        "migration %03d_%s changed after it was applied: a published "
-                        "migration must not be edited; add a new one",
-                        m.version,
-                        m.name,
-                    )
-                continue
-            async with conn.transaction():
-                await conn.execute(m.sql(use_timescale))
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, variant, checksum) "
-                    "VALUES ($1, $2, $3, $4)",
+        done = await _apply(conn, use_timescale, migrations() if shipped is None else shipped)
+    except BaseException:
+        # The lock goes with the session; unlocking a broken connection would only
+        # replace the error that broke it.
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        raise
+    await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    return done
+
+
+async def _apply(conn: Any, use_timescale: bool | None, shipped: list[Migration]) -> list[str]:
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version    integer PRIMARY KEY,
+               name       text NOT NULL,
+               variant    text NOT NULL CHECK (variant IN ('plain', 'timescale')),
+               checksum   text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    requested = None if use_timescale is None else (TIMESCALE if use_timescale else PLAIN)
+    recorded = await recorded_variant(conn)
+    variant = choose_variant(recorded, requested, await server(conn))
+    ts = variant == TIMESCALE
+    log.info("database variant: %s%s", variant, "" if recorded else " (new database)")
+    if ts:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    applied = {r["version"]: r for r in await conn.fetch("SELECT * FROM schema_migrations")}
+    done = []
+    for m in shipped:
+        row = applied.get(m.version)
+        if row is not None:
+            if row["checksum"] != m.checksum(ts):
+                log.warning(
+                    "migration %03d_%s changed after it was applied: a published "
+                    "migration must not be edited; add a new one",
                     m.version,
                     m.name,
-                    "timescale" if use_timescale else "plain",
-                    m.checksum(use_timescale),
                 )
-            log.info(
-                "applied migration %03d_%s (%s)", m.version, m.name, "timescale" if use_timescale else "plain"
+            continue
+        async with _transaction(conn):
+            await conn.execute(m.sql(ts))
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, variant, checksum) VALUES ($1, $2, $3, $4)",
+                m.version,
+                m.name,
+                variant,
+                m.checksum(ts),
             )
-            done.append(f"{m.version:03d}_{m.name}")
-        return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        log.info("applied migration %03d_%s (%s)", m.version, m.name, variant)
+        done.append(f"{m.version:03d}_{m.name}")
+    return done

@@ -8,10 +8,23 @@ import re
 
 import asyncpg
 import pglast
+import pytest
 from pglast import ast
 
 from adapters import CLASSES
-from ingest.migrate import migrate, migrations, render
+from ingest.migrate import (
+    PLAIN,
+    TIMESCALE,
+    Migration,
+    MigrationError,
+    Server,
+    choose_variant,
+    migrate,
+    migrations,
+    preloaded,
+    recorded_variant,
+    render,
+)
 
 READINGS = [c.table for c in CLASSES]
 
@@ -154,5 +167,57 @@ async def test_plain_migration_applies_once_and_matches_the_adapters(db_url: str
             assert "UNIQUE" in key and "(device_id, point, ts)" in key
             for period in ("hourly", "daily"):  # the views answer queries
                 await conn.fetch(f"SELECT * FROM {cls.table}_{period} LIMIT 1")
+    finally:
+        await conn.close()
+
+
+def test_the_variant_belongs_to_the_database() -> None:
+    ready, absent = Server(True, True), Server(False, False)
+    assert choose_variant(None, None, ready) == TIMESCALE
+    assert choose_variant(None, None, absent) == PLAIN
+    assert choose_variant(None, PLAIN, ready) == PLAIN
+    # installed later: a plain database stays plain, and says how to convert it
+    assert choose_variant(PLAIN, None, ready) == PLAIN
+    with pytest.raises(MigrationError, match="--to-timescale"):
+        choose_variant(PLAIN, TIMESCALE, ready)
+    with pytest.raises(MigrationError, match="cannot be migrated as plain"):
+        choose_variant(TIMESCALE, PLAIN, ready)
+    with pytest.raises(MigrationError, match="does not have the extension"):
+        choose_variant(None, TIMESCALE, absent)
+
+
+def test_installed_but_not_preloaded_says_what_to_set() -> None:
+    for recorded in (None, TIMESCALE):
+        with pytest.raises(MigrationError, match="shared_preload_libraries = 'timescaledb'"):
+            choose_variant(recorded, None, Server(True, False))
+    assert preloaded("timescaledb")
+    assert preloaded("pg_stat_statements, timescaledb")
+    assert preloaded("'$libdir/timescaledb'".strip("'"))
+    assert not preloaded("") and not preloaded("pg_stat_statements")
+    assert not preloaded("timescaledb_toolkit")
+
+
+async def test_an_error_that_closes_the_connection_is_not_masked(db_url: str) -> None:
+    """A migration whose server session dies (as PostgreSQL does on a FATAL such as
+    an extension that must be preloaded) raises that error, not the failed unlock's."""
+    fatal = Migration(1, "dies", "SELECT pg_terminate_backend(pg_backend_pid());", "", "")
+    conn = await asyncpg.connect(db_url)
+    try:
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)) as caught:
+            await migrate(conn, use_timescale=False, shipped=[fatal])
+        assert "administrator command" in str(caught.value), caught.value
+    finally:
+        await conn.close()
+
+
+async def test_a_plain_database_keeps_its_variant(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await migrate(conn, use_timescale=False)
+        assert await recorded_variant(conn) == PLAIN
+        assert await migrate(conn) == []  # detects nothing anew: the database says plain
+        with pytest.raises(MigrationError, match="--to-timescale"):
+            await migrate(conn, use_timescale=True)
+        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", 0x1E57_0001)  # released
     finally:
         await conn.close()
