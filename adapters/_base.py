@@ -14,6 +14,7 @@ from typing import Final
 # Reasons are a closed set: they label Prometheus series and dead letters.
 REASONS: Final = (
     "bad_topic",  # topic does not match <prefix>/v1/<class>/<device>/<channel>
+    "bad_device_id",  # device id outside the allowed characters or length (ingest.topics)
     "unknown_class",  # class not served by this service
     "unknown_channel",  # channel not served for that class
     "bad_json",  # payload is not JSON

@@ -11,7 +11,9 @@ test that the two agree on every golden case.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -73,6 +75,13 @@ def _split(key: str) -> tuple[str, str]:
     return name, point
 
 
+def _hint(name: str, known: Iterable[str]) -> str:
+    """` (did you mean a, b?)` with the nearest declared names, or nothing: an
+    integrator reading the dead letter sees the likely typo at once."""
+    near = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(near)}?)" if near else ""
+
+
 def _metrics(cls: DeviceClass, metrics: object) -> list[Row]:
     if type(metrics) is not dict:
         raise DecodeError("schema", "metrics must be an object")
@@ -86,7 +95,8 @@ def _metrics(cls: DeviceClass, metrics: object) -> list[Row]:
             name, point = _split(key) if "." in key else (key, "")
             spec = bounds.get(name)
             if spec is None:
-                raise DecodeError("unknown_metric", f"{cls.name} has no metric {name!r}")
+                hint = _hint(name, cls.columns)
+                raise DecodeError("unknown_metric", f"{cls.name} has no metric {name!r}{hint}")
             if not point or not cls.metrics[spec[0]].pointed:
                 raise DecodeError("schema", f"metric {name!r} takes no point")
             if pointed is None:
@@ -121,7 +131,8 @@ def _states(cls: DeviceClass, states: object) -> list[StateEvent]:
         name, point = _split(key) if "." in key else (key, "")
         spec = cls.state_index.get(name)
         if spec is None:
-            raise DecodeError("unknown_metric", f"{cls.name} has no state {name!r}")
+            hint = _hint(name, cls.state_index)
+            raise DecodeError("unknown_metric", f"{cls.name} has no state {name!r}{hint}")
         if point and not spec.pointed:
             raise DecodeError("schema", f"state {name!r} takes no point")
         if type(value) is not str:

@@ -1,13 +1,15 @@
 """Dispatch: topic → adapter → decoded message, with the acceptance window on time.
-Pure: the caller passes the reception time."""
+Pure: the caller passes the reception time. A topic of the wrong depth decodes to
+`bad_topic`, a device id outside the rule (ingest.topics) to `bad_device_id`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from adapters import Adapter, Decoded, DecodeError, Topic
+from adapters import ADAPTERS, Adapter, Decoded, DecodeError, Topic
 from ingest import topics
+from ingest.config import Config
 
 
 class Dispatcher:
@@ -29,6 +31,16 @@ class Dispatcher:
         # The acceptance window of the last reception time (messages of one read
         # share it): (received_at, latest ts accepted, earliest ts accepted).
         self._window: tuple[datetime, datetime, datetime] | None = None
+
+    @classmethod
+    def for_config(cls, cfg: Config) -> Dispatcher:
+        """The dispatcher of the shipped adapters with the configured acceptance window."""
+        return cls(
+            ADAPTERS,
+            cfg.mqtt.prefix,
+            timedelta(seconds=cfg.accept.future_skew_s),
+            timedelta(days=cfg.accept.horizon_days),
+        )
 
     @property
     def classes(self) -> frozenset[str]:

@@ -17,6 +17,7 @@ import orjson
 
 from adapters import CLASSES, MetaField
 from ingest.indicators.regions import PROVINCE, region_keys
+from ingest.topics import DEVICE_ID_RULE, valid_device_id
 
 CLASS_INDEX: Final = {c.name: c for c in CLASSES}
 EXTRA: Final[Mapping[str, tuple[MetaField, ...]]] = {
@@ -26,7 +27,6 @@ EXTRA: Final[Mapping[str, tuple[MetaField, ...]]] = {
     ),
 }
 _COMMON = ("region", "site", "name")
-MAX_ID = 128
 
 
 class ProvisioningError(ValueError):
@@ -93,8 +93,9 @@ def validate(doc: Any, where: str = "record") -> Record:
     if unknown:
         raise ProvisioningError(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
     dev = doc.get("device_id")
-    if not isinstance(dev, str) or not 0 < len(dev) <= MAX_ID or set("/+#\x00") & set(dev):
-        raise ProvisioningError(f"{where}.device_id", "expected 1-128 characters without / + # NUL")
+    if not isinstance(dev, str) or not valid_device_id(dev):
+        # the rule of the topics: a device provisioned under any other id could never report
+        raise ProvisioningError(f"{where}.device_id", f"expected {DEVICE_ID_RULE}, got {dev!r}")
     cls = doc.get("class")
     if cls not in CLASS_INDEX:
         raise ProvisioningError(f"{where}.class", f"expected one of {', '.join(CLASS_INDEX)}, got {cls!r}")
