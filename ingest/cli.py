@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ingest import config as config_mod
+from ingest.clidb import CliError
 
 DESCRIPTION = """\
 Ingests telemetry of Guizhou's smart-infrastructure fleet (small-reservoir stations,
@@ -180,6 +181,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    code: int = args.dl_func(_load(args), args)
+    return code
+
+
 def _use_uvloop() -> None:
     try:
         import uvloop
@@ -268,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pro.add_argument("csv", help="the CSV file")
     pro.set_defaults(func=cmd_provision)
+    from ingest import cli_dead_letters
+
+    cli_dead_letters.add_parser(sub)
+    sub.choices["dead-letters"].set_defaults(func=cmd_dead_letters)
     sim = sub.add_parser(
         "simulate",
         add_help=False,
@@ -306,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"ingest {args.command}: {exc}", file=sys.stderr)
+        return exc.code
     return code
 
 

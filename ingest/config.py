@@ -129,6 +129,12 @@ class Sl651Config:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    dead_letters_days: float = 30.0  # dead letters older than this are deleted (replayed or not)
+    interval_s: float = 3600.0  # how often the service applies it
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -137,6 +143,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     rollup: RollupConfig = field(default_factory=RollupConfig)
     sl651: Sl651Config = field(default_factory=Sl651Config)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     log_level: str = "INFO"
 
     def replace(self, **sections: Any) -> Config:
@@ -151,6 +158,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "http": HttpConfig,
     "rollup": RollupConfig,
     "sl651": Sl651Config,
+    "retention": RetentionConfig,
 }
 
 T = TypeVar("T")
@@ -268,6 +276,8 @@ def _check(cfg: Config) -> None:
     need(0 <= sl.port <= 65535, "sl651.port", "0 (any free port) to 65535")
     need(sl.mode in ("M1", "M2", "M3"), "sl651.mode", "M1, M2 or M3")
     need(sl.reply_end in ("ESC", "EOT"), "sl651.reply_end", "ESC or EOT")
+    need(cfg.retention.dead_letters_days > 0, "retention.dead_letters_days", "positive")
+    need(cfg.retention.interval_s >= 1, "retention.interval_s", "at least 1")
     need(
         cfg.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "log_level",

@@ -7,11 +7,13 @@ import asyncio
 import logging
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from ingest import deadletters
 from ingest.config import Config
 from ingest.http import AppContext, make_app
 from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
@@ -108,6 +110,11 @@ class Service:
         mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
         mqtt_task.add_done_callback(self._source_done)
         rollup_task = asyncio.create_task(self.rollup.run_forever(self.pool), name="rollup")
+        ret = self.cfg.retention
+        retention_task = asyncio.create_task(
+            deadletters.keep_pruning(self.pool, timedelta(days=ret.dead_letters_days), ret.interval_s),
+            name="retention",
+        )
         self.ready.set()
         try:
             await self._stop.wait()
@@ -118,7 +125,8 @@ class Service:
             await self.source.stop()
             mqtt_task.cancel()
             rollup_task.cancel()
-            await asyncio.gather(mqtt_task, rollup_task, return_exceptions=True)
+            retention_task.cancel()
+            await asyncio.gather(mqtt_task, rollup_task, retention_task, return_exceptions=True)
             await self._runner.cleanup()
             await self.pool.close()
             log.info("stopped; %d messages committed", self.pipeline.committed_messages)

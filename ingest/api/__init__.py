@@ -1,5 +1,6 @@
 """The progress API (`/api/v1/...`): plan indicators, regions, devices, provisioning,
-and its OpenAPI document. Routes are added by `add_routes`, called from make_app."""
+dead letters and their replay, and its OpenAPI document. Routes are added by
+`add_routes`, called from make_app."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ingest.api import devices, indicators
+from ingest.api import deadletters, devices, indicators
 from ingest.api.common import error
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
@@ -57,3 +58,6 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/api/v1/devices/{device_id}", devices.put_device)
     r.add_delete("/api/v1/devices/{device_id}", devices.delete_device)
     r.add_get("/api/v1/devices/{device_id}/readings", devices.device_readings)
+    r.add_get("/api/v1/dead-letters", deadletters.list_dead_letters)
+    r.add_post("/api/v1/dead-letters/replay", deadletters.replay_dead_letters)
+    r.add_get("/api/v1/dead-letters/{id}", deadletters.get_dead_letter)

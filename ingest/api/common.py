@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import orjson
 from aiohttp import web
 
-from ingest.config import hash_token
+from ingest.config import Token, hash_token
 from ingest.http import CTX
 from ingest.indicators.regions import UNKNOWN, region_keys
 
@@ -53,14 +53,14 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def role_of(request: web.Request) -> str | None:
-    """The caller's role from its bearer token. With no tokens configured, callers
-    are readers (a development default: see docs/api.md); admin always needs a token."""
+def token_of(request: web.Request) -> Token | None:
+    """The caller's token, or None for an anonymous reader. With no tokens configured,
+    callers are readers (a development default: see docs/api.md); admin always needs a token."""
     tokens = request.app[CTX].cfg.http.tokens
     header = request.headers.get("Authorization")
     if header is None:
         if not tokens:
-            return "read"
+            return None
         raise error(401, "unauthorized", "missing Authorization: Bearer <token>")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -68,8 +68,19 @@ def role_of(request: web.Request) -> str | None:
     digest = hash_token(token.strip())
     for t in tokens:
         if hmac.compare_digest(t.sha256, digest):
-            return t.role
+            return t
     raise error(401, "unauthorized", "unknown token")
+
+
+def role_of(request: web.Request) -> str:
+    token = token_of(request)
+    return "read" if token is None else token.role
+
+
+def actor(request: web.Request) -> str:
+    """Who the audit trail names: the token's name."""
+    token = token_of(request)
+    return "anonymous" if token is None else token.name
 
 
 def require(request: web.Request, role: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ingest import deadletters
 from ingest.api.common import bad, error, int_param, json_response, require, time_param
 from ingest.config import RollupConfig
 from ingest.http import CTX
@@ -133,7 +134,20 @@ async def _fetch_device(request: web.Request, device_id: str) -> Any:
 
 async def get_device(request: web.Request) -> web.Response:
     require(request, "read")
-    return json_response(_device(await _fetch_device(request, request.match_info["device_id"])))
+    body = _device(await _fetch_device(request, request.match_info["device_id"]))
+    async with request.app[CTX].pool.acquire() as conn:
+        refusal = await deadletters.latest_for_device(conn, body["device_id"])
+    body["last_refusal"] = (
+        None
+        if refusal is None
+        else {
+            "id": refusal["id"],
+            "received_at": _iso(refusal["received_at"]),
+            "reason": refusal["reason"],
+            "detail": refusal["detail"],
+        }
+    )
+    return json_response(body)
 
 
 async def device_readings(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ REGISTRY: Registry[Any] = Registry().with_resource("urn:openapi", Resource(DOC, 
 KNOWN = {
     "key": ["smart_chargers", "dc_average_pue", "reservoir_stations"],
     "device_id": ["res-a", "dc-1", "ch-3", "res-c"],
+    "id": ["1", "2", "3"],
 }
 
 
