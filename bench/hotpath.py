@@ -33,6 +33,7 @@ from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
 from ingest.registry import RegistryCache
 from ingest.sources import mqtt_wire as wire
+from ingest.sources.memory import MemorySource
 from ingest.writer import Writer
 
 CHUNK = 65536  # bytes per socket read
@@ -120,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     stages["decode (dispatch + adapter)"] = best(decode, args.repeat)
     decoded = [dispatcher.decode(t, p, now) for t, p, _ in parsed]
 
-    def batching(automated: dict[str, datetime]) -> list[Batch]:
-        out, b = [], Batch(0.0, automated=automated)
+    def batching(automated: dict[str, datetime], classes: dict[str, str] | None = None) -> list[Batch]:
+        known = classes or {}
+        out, b = [], Batch(0.0, automated=automated, classes=known)
+        toks = b.tokens(None, 1)
         for i, d in enumerate(decoded):
-            b.add(d, now, (1, i))
-            if len(b.tokens) >= args.batch:
+            b.add(d, now)
+            toks.append(i)
+            if b.messages >= args.batch:
                 out.append(b)
-                b = Batch(0.0, automated=automated)
-        if b.tokens:
+                b = Batch(0.0, automated=automated, classes=known)
+                toks = b.tokens(None, 1)
+        if b.messages:
             out.append(b)
         return out
 
@@ -136,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     warm = RegistryCache(timedelta(seconds=30))
     for b in batching({}):
         warm.committed(warm.due(b.devices))
-    stages["batch.add"] = best(lambda: batching(warm.automated), args.repeat)
-    batches = batching(warm.automated)
+    stages["batch.add"] = best(lambda: batching(warm.automated, warm.classes), args.repeat)
+    batches = batching(warm.automated, warm.classes)
 
     def registry() -> None:
         r = RegistryCache(timedelta(seconds=30))
@@ -160,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         async def go() -> None:
             pipe = Pipeline(config.load(env={}), _no_db, ServiceMetrics())
             pipe.registry.automated.update(warm.automated)
+            pipe.registry.classes.update(warm.classes)
             parser = wire.Parser()
-            queue = pipe._queue
+            source = MemorySource(pipe)
+            ready = pipe.core.ready
             for c in chunks:
-                pipe.on_messages(parser.feed(c)[0], 1)
-                while not queue.empty():
-                    queue.get_nowait()
+                pipe.on_messages(source, 1, parser.feed(c)[0])
+                ready.clear()
             pipe.flush()
 
         asyncio.run(go())

@@ -39,11 +39,31 @@ def _logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ingest import service
+    from ingest.sources.mqtt import MqttRefused
 
     cfg = _load(args)
     _logging(cfg.log_level)
     _use_uvloop()
-    asyncio.run(service.run(cfg))
+    try:
+        asyncio.run(service.run(cfg))
+    except MqttRefused as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_drain_session(args: argparse.Namespace) -> int:
+    from ingest import service
+    from ingest.sources.mqtt import MqttRefused
+
+    cfg = _load(args)
+    _logging(cfg.log_level)
+    try:
+        n = asyncio.run(service.drain_session(cfg, args.client_id))
+    except MqttRefused as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 1
+    print(f"drained the session of {args.client_id}: {n} messages committed; the session is ended")
     return 0
 
 
@@ -224,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
         "subscription, and serves /metrics and /healthz on http.host:http.port.",
     )
     run.set_defaults(func=cmd_run)
+
+    drain = sub.add_parser(
+        "drain-session",
+        help="commit and end the parked MQTT session of a worker that is gone",
+        description="Connect as CLIENT_ID (the mqtt.client_id of a worker that crashed or "
+        "was removed) without subscribing, commit every message the broker kept for "
+        "that session, and end it (session expiry 0), so that nothing stays parked for "
+        "a worker that will not come back. A worker that stops cleanly ends its own "
+        "session; this is for one that did not.",
+    )
+    drain.add_argument("client_id", metavar="CLIENT_ID", help="the departed worker's mqtt.client_id")
+    drain.set_defaults(func=cmd_drain_session)
 
     mig = sub.add_parser(
         "migrate",

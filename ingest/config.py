@@ -35,8 +35,13 @@ class MqttConfig:
     session_expiry_s: int = 86400
     receive_maximum: int = 65535  # in-flight window; must exceed batch.max_rows
     keepalive_s: int = 30
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    # A lost connection is reconnected at once; refused attempts back off from min,
+    # doubling, to max: short, because what devices publish before the worker is
+    # subscribed again has no subscriber on Mosquitto (it does not restore shared
+    # subscriptions) and is lost.
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 1.0
+    leave_timeout_s: float = 3.0  # clean stop: time to commit what the session still delivers
 
     @property
     def host(self) -> str:
@@ -245,6 +250,7 @@ def _check(cfg: Config) -> None:
     need(1 <= m.receive_maximum <= 65535, "mqtt.receive_maximum", "1 to 65535")
     need(m.keepalive_s >= 5, "mqtt.keepalive_s", "at least 5")
     need(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", "0 < min <= max")
+    need(0 <= m.leave_timeout_s <= 60, "mqtt.leave_timeout_s", "0 to 60 seconds")
     db = urlsplit(cfg.database.url)
     need(
         db.scheme in ("postgres", "postgresql"),

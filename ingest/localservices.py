@@ -57,6 +57,7 @@ class Broker:
     port: int
     dir: Path
     persistence: bool = False
+    extra: str = ""  # more mosquitto.conf lines (authentication, listeners)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +76,7 @@ class Broker:
             BROKER_CONF.format(
                 port=self.port, dir=self.dir, persistence="true" if self.persistence else "false"
             )
+            + self.extra
         )
         if os.geteuid() == 0:
             # Started as root, mosquitto drops to its own user: let it write its log
@@ -110,9 +112,9 @@ class Broker:
 
 
 @contextlib.contextmanager
-def broker(persistence: bool = False) -> Iterator[Broker]:
+def broker(persistence: bool = False, extra: str = "") -> Iterator[Broker]:
     d = Path(tempfile.mkdtemp(prefix="ingest-mosq-"))
-    b = Broker(free_port(), d, persistence)
+    b = Broker(free_port(), d, persistence, extra)
     b.start()
     try:
         yield b

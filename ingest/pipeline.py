@@ -1,11 +1,11 @@
-"""The pipeline: messages in, batches committed, acknowledgements out.
+"""The pipeline's driver: the I/O around the pure core (`ingest.core`).
 
-The MQTT source calls `on_messages` with the messages of each socket read; the
-pipeline decodes them into the open batch, flushes batches by size or age to a queue,
-and writer tasks commit them. Only after a batch's commit are its tokens handed back
-to the source to acknowledge, so a message the broker accepted is either in the
-database or still held by the broker. When batches pile up (database slow or down),
-intake pauses until the writers catch up.
+Sources call `on_messages` (the `Intake` of `ingest.sources`) with the messages of each
+read; the core decodes them into the open batch and closes batches by size, a timer
+closes them by age, and writer tasks commit them. Only after a batch's commit are its
+tokens handed back to the sources they came from, so a message a sender handed over
+is either in the database or still held by the sender. When batches pile up
+(database slow or down), the sources pause until the writers catch up.
 """
 
 from __future__ import annotations
@@ -13,34 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from adapters import ADAPTERS, CLASSES, DecodeError
 from ingest.batch import Batch
 from ingest.config import Config
+from ingest.core import Core
 from ingest.dispatch import Dispatcher
 from ingest.metrics import ServiceMetrics
 from ingest.registry import RegistryCache
-from ingest.sources.mqtt_wire import Message
-from ingest.writer import TRANSIENT, Writer
+from ingest.sources import Message, Source
+from ingest.writer import CONFLICT, TRANSIENT, Writer, lost_connection
 
 log = logging.getLogger(__name__)
-UTC = UTC
-
-
-class Source(Protocol):
-    """What the pipeline needs of an MQTT source."""
-
-    def ack(self, tokens: list[Any]) -> None: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-
 
 Connect = Callable[[], Awaitable[Any]]
+CONFLICT_RETRIES = 5  # a deadlock or serialization failure is retried at once this often
 
 
 class Pipeline:
@@ -61,73 +53,86 @@ class Pipeline:
             timedelta(days=cfg.accept.horizon_days),
         )
         self.registry = RegistryCache(timedelta(seconds=cfg.accept.registry_resolution_s))
+        self.core = Core(self.dispatcher, self.registry, cfg.batch.max_rows, cfg.batch.max_pending)
         self.writer = Writer(CLASSES)
-        self.source: Source | None = None
-        self._batch: Batch | None = None
+        self.sources: list[Source] = []  # paused and resumed together
         self._timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
-        self._in_flight = 0  # batches taken by a writer, not yet committed
-        self._paused = False
+        self._work = asyncio.Event()  # set when a closed batch waits for a writer
         self._writers = writers
         self._tasks: list[asyncio.Task[None]] = []
-        self.committed_messages = 0
-        self._queued_messages = 0  # in queued and in-flight batches
         self._progress = asyncio.Event()  # set after every commit
         self.failure: BaseException | None = None  # a writer died of a bug
         self.on_failure: Callable[[], None] | None = None
 
-    # ---- intake (called by the source, synchronously, on the event loop) ----
-
-    def on_messages(self, messages: list[Message], generation: int) -> None:
-        """The messages of one read from the broker, as (topic, payload, packet id); a
-        message's acknowledgement token is (generation, packet id). They arrived
-        together, so they share one reception time."""
-        received_at = datetime.now(UTC)
-        decode = self.dispatcher.decode
-        max_rows = self.cfg.batch.max_rows
-        batch = self._batch
-        for topic, payload, pid in messages:
-            if batch is None:
-                batch = self._open()
-            try:
-                decoded = decode(topic, payload, received_at)
-            except DecodeError as exc:
-                batch.add_dead(topic, payload, exc, received_at, (generation, pid))
-            else:
-                batch.add(decoded, received_at, (generation, pid))
-            if len(batch.tokens) >= max_rows:
-                self.flush()
-                batch = None
-
-    def _open(self) -> Batch:
-        self._batch = Batch(time.monotonic(), automated=self.registry.automated)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.cfg.batch.max_age_ms / 1000, self.flush)
-        return self._batch
-
-    def flush(self) -> None:
-        """Close the open batch and queue it for the writers."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._batch = self._batch, None
-        if batch is None or not batch.tokens:
-            return
-        self._queue.put_nowait(batch)
-        self._queued_messages += len(batch.tokens)
-        self.metrics.pending_messages.set(self._queued_messages)
-        waiting = self._queue.qsize()
-        self.metrics.queue_batches.set(waiting)
-        if waiting >= self.cfg.batch.max_pending and not self._paused and self.source:
-            log.info("intake paused: %d batches wait for the database", waiting)
-            self._paused = True
-            self.metrics.paused.set(1)
-            self.source.pause()
+    @property
+    def committed_messages(self) -> int:
+        return self.core.committed_messages
 
     @property
     def pending_messages(self) -> int:
         """Messages received and not yet committed."""
-        return self._queued_messages + (len(self._batch.tokens) if self._batch else 0)
+        return self.core.pending_messages
+
+    # ---- intake (the sources call these synchronously, on the event loop) ----
+
+    def on_messages(self, source: Source, epoch: Hashable, messages: Sequence[Message]) -> None:
+        """The messages of one read; they arrived together, so they share one reception time."""
+        core = self.core
+        had_open = core.open is not None
+        closed = core.intake(source, epoch, messages, datetime.now(UTC), time.monotonic())
+        self._after_intake(had_open, closed)
+
+    def on_rejected(
+        self,
+        source: Source,
+        epoch: Hashable,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        token: Any,
+    ) -> None:
+        core = self.core
+        had_open = core.open is not None
+        error = DecodeError(reason, detail)
+        closed = core.reject(
+            source, epoch, (topic, payload, token), error, datetime.now(UTC), time.monotonic()
+        )
+        self._after_intake(had_open, closed)
+
+    def _after_intake(self, had_open: bool, closed: bool) -> None:
+        core = self.core
+        if closed:
+            self._queued()
+        if core.open is None:
+            self._cancel_timer()
+        elif not had_open or closed or self._timer is None:
+            # A batch opened in this read: its age limit starts now.
+            self._cancel_timer()
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.cfg.batch.max_age_ms / 1000, self.flush)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def flush(self) -> None:
+        """Close the open batch and queue it for the writers."""
+        self._cancel_timer()
+        if self.core.close() is not None:
+            self._queued()
+
+    def _queued(self) -> None:
+        core = self.core
+        self._work.set()
+        self.metrics.pending_messages.set(core.queued_messages)
+        self.metrics.queue_batches.set(len(core.ready))
+        if core.should_pause():
+            log.info("intake paused: %d batches wait for the database", len(core.ready))
+            self.metrics.paused.set(1)
+            for src in self.sources:
+                src.pause()
 
     # ---- writers ----
 
@@ -144,7 +149,7 @@ class Pipeline:
             return
         self.failure = task.exception()
         log.critical(
-            "%s failed: %r; the worker stops (unacknowledged messages stay with the broker)",
+            "%s failed: %r; the worker stops (unacknowledged messages stay with the senders)",
             task.get_name(),
             self.failure,
         )
@@ -152,21 +157,30 @@ class Pipeline:
         if self.on_failure is not None:
             self.on_failure()
 
-    async def stop(self) -> None:
-        """Commit what has been received, then stop the writers."""
+    async def stop(self, within: float | None = None) -> bool:
+        """Commit what has been received (for at most `within` seconds), then stop the
+        writers. Returns whether everything received was committed."""
         self.flush()
+        done = False
         if self.failure is None:
-            await self.drain()
+            try:
+                await asyncio.wait_for(self.drain(), within)
+                done = self.failure is None
+            except TimeoutError:
+                log.warning(
+                    "stopping with %d messages not committed: their senders keep them", self.pending_messages
+                )
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        return done
 
     async def drain(self) -> None:
         """Wait until every received message is committed (and acknowledged)."""
         while True:
             self.flush()
-            if (self._queue.empty() and not self._in_flight) or self.failure is not None:
+            if self.core.idle or self.failure is not None:
                 return
             self._progress = progress = asyncio.Event()
             await progress.wait()
@@ -180,11 +194,16 @@ class Pipeline:
     async def _write_loop(self, n: int) -> None:
         conn: Any = None
         backoff = 0.1
+        core = self.core
         try:
             while True:
-                batch = await self._queue.get()
-                self._in_flight += 1
-                self.metrics.queue_batches.set(self._queue.qsize())
+                batch = core.take()
+                if batch is None:
+                    self._work.clear()
+                    await self._work.wait()
+                    continue
+                self.metrics.queue_batches.set(len(core.ready))
+                conflicts = 0
                 while True:
                     try:
                         if conn is None or conn.is_closed():
@@ -194,37 +213,57 @@ class Pipeline:
                             backoff = 0.1
                         await self._commit(conn, batch)
                         break
-                    except TRANSIENT as exc:
-                        self.metrics.db_errors.labels("transient").inc()
-                        self.metrics.db_connected.set(0)
-                        log.warning(
-                            "writer %d: database unavailable (%s); retry in %.1fs",
-                            n,
-                            exc.__class__.__name__,
-                            backoff,
-                        )
+                    except CONFLICT as exc:
+                        # A deadlock or serialization failure is another writer's
+                        # transaction in the way, not an outage: again, at once.
+                        conflicts += 1
+                        self.metrics.db_errors.labels("conflict").inc()
+                        if conflicts <= CONFLICT_RETRIES:
+                            log.info("writer %d: %s; retrying at once", n, exc.__class__.__name__)
+                            continue
+                        self._lost(n, exc, backoff)
+                        conn = None
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, self.cfg.database.retry_max_s)
+                    except Exception as exc:
+                        if not lost_connection(exc, conn):
+                            raise
+                        self._lost(n, exc, backoff)
                         if conn is not None:
                             conn.terminate()
                             conn = None
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, self.cfg.database.retry_max_s)
-                self._in_flight -= 1
-                self._queued_messages -= len(batch.tokens)
-                self.metrics.pending_messages.set(self._queued_messages)
+                acks, resume = core.committed(batch)
+                self.metrics.pending_messages.set(core.queued_messages)
                 self._progress.set()
-                if self.source is not None:
-                    self.source.ack(batch.tokens)
-                if self._paused and self._queue.qsize() < self.cfg.batch.max_pending:
-                    self._paused = False
+                for src, epoch, tokens in acks:
+                    src.ack(epoch, tokens)
+                if resume:
                     self.metrics.paused.set(0)
                     log.info("intake resumed")
-                    if self.source is not None:
-                        self.source.resume()
+                    for src in self.sources:
+                        src.resume()
         finally:
             if conn is not None:
                 conn.terminate()
 
+    def _lost(self, n: int, exc: BaseException, backoff: float) -> None:
+        self.metrics.db_errors.labels("transient").inc()
+        self.metrics.db_connected.set(0)
+        log.warning(
+            "writer %d: database unavailable (%s: %s); retry in %.1fs",
+            n,
+            exc.__class__.__name__,
+            exc,
+            backoff,
+        )
+
     async def _commit(self, conn: Any, batch: Batch) -> None:
+        if batch.unverified:
+            for dev, registered in await self.writer.mismatched(conn, batch):
+                batch.reject_device(dev, registered)
+            batch.unverified.clear()
         devices = self.registry.due(batch.devices)
         started = time.perf_counter()
         try:
@@ -241,7 +280,7 @@ class Pipeline:
         self.registry.committed(devices)
         m = self.metrics
         m.commit_seconds.observe(elapsed)
-        m.batch_messages.observe(len(batch.tokens))
+        m.batch_messages.observe(batch.messages)
         now = datetime.now(UTC)
         m.last_commit.set(now.timestamp())
         if batch.received_first is not None:
@@ -255,4 +294,3 @@ class Pipeline:
             m.rows.labels("state_events").inc(len(batch.states))
         if batch.dead:
             m.rows.labels("dead_letters").inc(len(batch.dead))
-        self.committed_messages += len(batch.tokens)

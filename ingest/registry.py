@@ -56,6 +56,8 @@ class RegistryCache:
         self._known: dict[str, _Known] = {}
         # device -> the earliest automated report time this worker has committed
         self.automated: dict[str, datetime] = {}
+        # device -> the class it is registered under (written or checked by this worker)
+        self.classes: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._known)
@@ -86,12 +88,14 @@ class RegistryCache:
             k = self._known.get(dev)
             meta = t.meta if t.meta is not None else (k.meta if k else None)
             self._known[dev] = _Known(t.last_seen, meta)
+            self.classes[dev] = t.device_class
             if t.automated_at is not None and self._earlier(dev, t.automated_at):
                 self.automated[dev] = t.automated_at
 
     def forget(self) -> None:
         self._known.clear()
         self.automated.clear()
+        self.classes.clear()
 
 
 def upsert_args(written: list[tuple[str, DeviceTouch]]) -> tuple[list[Any], ...]:

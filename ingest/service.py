@@ -4,6 +4,7 @@ and runs them until asked to stop. The only place where the parts meet."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -20,7 +21,7 @@ from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
-from ingest.sources.mqtt import MqttSource
+from ingest.sources.mqtt import MqttRefused, MqttSource
 from ingest.writer import TRANSIENT
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 async def connect_db(cfg: Config) -> Any:
     return await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+
+
+STOP_DRAIN_S = 4.0  # a clean stop waits this long for the database to commit what is held
+DRAIN_SESSION_S = 3600.0  # drain-session: the longest it keeps taking a parked queue
 
 
 async def wait_and_migrate(cfg: Config) -> None:
@@ -49,12 +54,12 @@ async def wait_and_migrate(cfg: Config) -> None:
 
 
 class Service:
-    def __init__(self, cfg: Config, writers: int = 2) -> None:
+    def __init__(self, cfg: Config, writers: int = 2, subscribe: bool = True) -> None:
         self.cfg = cfg
         self.metrics = ServiceMetrics()
         self.pipeline = Pipeline(cfg, lambda: connect_db(cfg), self.metrics, writers=writers)
-        self.source = MqttSource(cfg.mqtt, self.pipeline.on_messages, self.metrics)
-        self.pipeline.source = self.source
+        self.source = MqttSource(cfg.mqtt, self.pipeline, self.metrics, subscribe=subscribe)
+        self.pipeline.sources.append(self.source)
         self.pipeline.on_failure = self.stop
         self.started = time.time()
         self._stop = asyncio.Event()
@@ -83,12 +88,25 @@ class Service:
     def _source_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.source_failure = task.exception()
-            log.critical("the MQTT source failed: %r; the worker stops", self.source_failure)
+            if isinstance(self.source_failure, MqttRefused):
+                log.critical("%s; the worker stops", self.source_failure)
+            else:
+                log.critical("the MQTT source failed: %r; the worker stops", self.source_failure)
             self.stop()
 
     async def run(self) -> None:
         if self.cfg.database.migrate_on_start:
-            await wait_and_migrate(self.cfg)
+            # A stop asked for while the database is still unreachable ends the wait.
+            migrating = asyncio.ensure_future(wait_and_migrate(self.cfg))
+            stopping = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([migrating, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not migrating.done():
+                migrating.cancel()
+                await asyncio.gather(migrating, return_exceptions=True)
+                log.info("stopped before the database was reachable")
+                return
+            migrating.result()
         # Reads of the API and the rollup; min_size=0 so that a database that is down
         # at start does not stop the worker (the writers retry; the broker holds the messages).
         self.pool = await asyncpg.create_pool(
@@ -119,10 +137,15 @@ class Service:
         try:
             await self._stop.wait()
         finally:
+            # Leave the group and commit what the session still delivers, then end
+            # the session; bounded, so that a stop ends within ~10 s in every state.
             log.info("stopping: committing what was received")
-            self.source.pause()
-            await self.pipeline.stop()
-            await self.source.stop()
+            if self.pipeline.failure is None and self.source_failure is None:
+                await self.source.stop_intake()
+            else:
+                self.source.pause()
+            await self.pipeline.stop(STOP_DRAIN_S)
+            await self.source.close()
             mqtt_task.cancel()
             rollup_task.cancel()
             retention_task.cancel()
@@ -132,8 +155,32 @@ class Service:
             log.info("stopped; %d messages committed", self.pipeline.committed_messages)
         if self.pipeline.failure is not None:
             raise RuntimeError("a database writer failed") from self.pipeline.failure
+        if isinstance(self.source_failure, MqttRefused):
+            raise self.source_failure
         if self.source_failure is not None:
             raise RuntimeError("the MQTT source failed") from self.source_failure
+
+
+async def drain_session(cfg: Config, client_id: str) -> int:
+    """Take over the parked session of `client_id` (a worker that is gone), commit
+    what the broker holds for it, and end the session. Returns the messages committed."""
+    cfg = cfg.replace(
+        mqtt=dataclasses.replace(cfg.mqtt, client_id=client_id),
+        http=dataclasses.replace(cfg.http, port=0),
+    )
+    service = Service(cfg, subscribe=False)
+    task = asyncio.create_task(service.run(), name="drain-session")
+    connected = asyncio.create_task(service.source.wait_connected())
+    await asyncio.wait([task, connected], return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        log.info("draining the session of %s", client_id)
+        # Quiet means: every message the broker sent was committed and acknowledged,
+        # and a PING round trip brought no more.
+        await service.source.stop_intake(within=DRAIN_SESSION_S)
+        service.stop()
+    connected.cancel()
+    await task
+    return service.pipeline.committed_messages
 
 
 async def run(cfg: Config) -> None:

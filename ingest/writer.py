@@ -44,6 +44,17 @@ TRANSIENT = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
 )
+# Another transaction in the way (SQLSTATE 40P01, 40001): retried at once, not waited out.
+CONFLICT = (asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError)
+
+
+def lost_connection(exc: BaseException, conn: Any) -> bool:
+    """Whether `exc` means the database connection is gone, whatever the driver raised:
+    a server stopped in the middle of a COPY can surface as asyncpg's
+    InternalClientError ('cannot switch to state …') rather than a connection error."""
+    return isinstance(exc, (*TRANSIENT, asyncpg.InternalClientError)) or (
+        conn is not None and conn.is_closed()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,17 @@ class Writer:
             await self._copy(conn, batch, dedup=True)
             await self._devices(conn, devices)
         return WriteResult(rows, True)
+
+    async def mismatched(self, conn: Any, batch: Batch) -> list[tuple[str, str]]:
+        """The devices of `batch` this worker did not know that the database registers
+        under another class than their messages claim, with that class."""
+        claimed = {dev: batch.devices[dev].device_class for dev in batch.unverified if dev in batch.devices}
+        if not claimed:
+            return []
+        rows = await conn.fetch(
+            "SELECT device_id, class FROM devices WHERE device_id = ANY($1::text[])", list(claimed)
+        )
+        return [(r["device_id"], r["class"]) for r in rows if r["class"] != claimed[r["device_id"]]]
 
     async def _devices(self, conn: Any, devices: list[tuple[str, DeviceTouch]]) -> None:
         if devices:

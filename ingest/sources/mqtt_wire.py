@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 0x10, 0x20, 0x30, 0x40
 SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 0x82, 0x90, 0xC0, 0xD0, 0xE0
+UNSUBSCRIBE, UNSUBACK = 0xA2, 0xB0
 
 MAX_PACKET = 268_435_455  # largest remaining length a 4-byte varint can carry
 
@@ -96,6 +97,19 @@ def pubacks(packet_ids: list[int]) -> bytes:
     return b"".join([table[i] for i in packet_ids])
 
 
+def unsubscribe(packet_id: int, topic_filter: str) -> bytes:
+    return _packet(UNSUBSCRIBE, struct.pack("!H", packet_id) + b"\x00" + _str(topic_filter))
+
+
+def disconnect(session_expiry: int | None = None) -> bytes:
+    """DISCONNECT (normal); with `session_expiry` it also sets the session's expiry
+    interval, 0 ending the session on the broker at once."""
+    if session_expiry is None:
+        return DISCONNECT_PACKET
+    props = b"\x11" + struct.pack("!I", session_expiry)
+    return _packet(DISCONNECT, b"\x00" + varint(len(props)) + props)
+
+
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
 
@@ -115,6 +129,11 @@ class SubAck:
 
 
 @dataclass(frozen=True, slots=True)
+class UnsubAck:
+    packet_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnect:
     reason: int
 
@@ -129,7 +148,7 @@ class PubAck:
     packet_id: int
 
 
-Event = ConnAck | SubAck | Disconnect | PingResp | PubAck
+Event = ConnAck | SubAck | UnsubAck | Disconnect | PingResp | PubAck
 
 
 def _properties(data: bytes | bytearray, pos: int) -> tuple[dict[int, object], int]:
@@ -276,7 +295,9 @@ class Parser:
                 events.append(Disconnect(data[start] if length else 0))
             elif kind == PUBACK:
                 events.append(PubAck((data[start] << 8) | data[start + 1]))
-            elif kind not in (0x50, 0x60, 0x70, 0xB0, 0xF0):  # QoS 2 flow, UNSUBACK, AUTH: ignored
+            elif kind == UNSUBACK and length >= 2:
+                events.append(UnsubAck((data[start] << 8) | data[start + 1]))
+            elif kind not in (0x50, 0x60, 0x70, 0xF0):  # QoS 2 flow, AUTH: ignored
                 raise ProtocolError(f"unexpected packet type 0x{first:02x}")
             pos = end
         if pos < n:

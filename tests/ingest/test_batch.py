@@ -17,7 +17,7 @@ D = Dispatcher(ADAPTERS, "gz", timedelta(minutes=5), timedelta(days=400))
 
 
 def add(b: Batch, topic: str, doc: dict[str, object], at: datetime = NOW) -> None:
-    b.add(D.decode(topic, orjson.dumps(doc), at), at, len(b.tokens))
+    b.add(D.decode(topic, orjson.dumps(doc), at), at)
 
 
 def test_rows_points_states_and_touches() -> None:
@@ -43,15 +43,15 @@ def test_rows_points_states_and_touches() -> None:
     touch = b.devices["c1"]
     assert touch.last_ts == t2  # the newest reading, not the last received
     assert touch.meta == {"region": "520100"}
-    assert b.accepted["charger"] == 2 and b.tokens == [0, 1]
+    assert b.accepted["charger"] == 2 and b.messages == 2
 
 
 def test_dead_letters_are_counted_by_class_and_reason() -> None:
     b = Batch(0.0)
-    b.add_dead("gz/v1/reservoir/r1/telemetry", b"{", DecodeError("bad_json", "x"), NOW, 7)
-    b.add_dead("junk", b"", DecodeError("bad_topic", "y"), NOW, 8)
+    b.add_dead("gz/v1/reservoir/r1/telemetry", b"{", DecodeError("bad_json", "x"), NOW)
+    b.add_dead("junk", b"", DecodeError("bad_topic", "y"), NOW)
     assert b.rejected == {("reservoir", "bad_json"): 1, ("unknown", "bad_topic"): 1}
-    assert [d[3] for d in b.dead] == ["bad_json", "bad_topic"] and b.tokens == [7, 8]
+    assert [d[3] for d in b.dead] == ["bad_json", "bad_topic"] and b.messages == 2
 
 
 def test_a_reservoir_is_automated_by_a_report_with_level_and_rain() -> None:

@@ -46,22 +46,33 @@ def session(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+class Recorder:
+    """An intake that records what the source hands over."""
+
+    def __init__(self, n: int) -> None:
+        self.got: list[tuple[Any, int]] = []
+        self.n = n
+        self.all_in = asyncio.Event()
+
+    def on_messages(self, source: Any, epoch: Any, messages: Any) -> None:
+        self.got.extend((epoch, pid) for _, _, pid in messages)
+        if len(self.got) >= self.n:
+            self.all_in.set()
+
+    def on_rejected(self, *args: Any) -> None:
+        raise AssertionError("the MQTT source refuses nothing itself")
+
+
 async def drain(port: int, n: int, ack: bool) -> None:
-    got: list[Any] = []
-    all_in = asyncio.Event()
-
-    def sink(messages: list[tuple[str, bytes, int]], gen: int) -> None:
-        got.extend((gen, pid) for _, _, pid in messages)
-        if len(got) >= n:
-            all_in.set()
-
+    rec = Recorder(n)
     cfg = MqttConfig(url=f"mqtt://127.0.0.1:{port}", client_id="w1")
-    src = MqttSource(cfg, sink, ServiceMetrics())
+    src = MqttSource(cfg, rec, ServiceMetrics())
     task = asyncio.create_task(src.run())
-    await asyncio.wait_for(all_in.wait(), 30)
+    await asyncio.wait_for(rec.all_in.wait(), 30)
     if ack:
-        src.ack(got)
-    await src.stop()  # at once: the acknowledgements are still on their way
+        for epoch, pid in rec.got:
+            src.ack(epoch, [pid])
+    await src.close()  # at once: the acknowledgements are still on their way
     await asyncio.wait_for(task, 10)
 
 
