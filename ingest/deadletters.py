@@ -196,24 +196,35 @@ async def replay(
             break
         after = rows[-1]["id"]
         result.examined += len(rows)
-        batch = Batch(time.monotonic(), automated=registry.automated)
+        batch = Batch(time.monotonic(), automated=registry.automated, classes=registry.classes)
+        ids: dict[str, list[int]] = {}  # device -> the dead letters that now decode
         for row in rows:
+            topic, payload = row["topic"], bytes(row["payload"])
             try:
-                decoded = dispatcher.decode(row["topic"], bytes(row["payload"]), row["received_at"])
+                decoded = dispatcher.decode(topic, payload, row["received_at"])
+                batch.add(decoded, row["received_at"], topic, payload)
             except DecodeError as exc:
                 result.failing[exc.reason] += 1
                 continue
-            batch.add(decoded, row["received_at"], row["id"])
-        if not batch.tokens:
+            ids.setdefault(decoded.device_id, []).append(row["id"])
+        if not ids:
             continue
-        devices = registry.due(batch.devices)
         async with conn.transaction():
+            # A device registered under another class still fails: its dead letters
+            # stay as they are (no second one is written).
+            for dev, _ in await writer.mismatched(conn, batch):
+                batch.reject_device(dev, "")
+                result.failing["class_mismatch"] += len(ids.pop(dev))
+            batch.unverified.clear()
+            batch.dead.clear()
+            stored = [i for dev_ids in ids.values() for i in dev_ids]
+            devices = registry.due(batch.devices)
             await writer.write(conn, batch, devices)
             await conn.execute(
-                "UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1::bigint[])", batch.tokens
+                "UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1::bigint[])", stored
             )
         registry.committed(devices)
-        result.stored.extend(batch.tokens)
+        result.stored.extend(stored)
     return result
 
 
