@@ -53,6 +53,7 @@ class Metric:
     description: str
     register: bool = False  # a monotonic counter (energy) rather than a gauge
     pointed: bool = False  # may carry ".<point>" for one of several sensors
+    since: int = 1  # the migration that added its column (ingest/schema_sql.py generates it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,13 @@ CREATE TABLE IF NOT EXISTS state_events (
     name      text NOT NULL,
     value     text NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS state_events_key ON state_events (device_id, point, name, ts);
+DO $$
+BEGIN
+    IF to_regclass('state_events_key') IS NULL THEN
+        CREATE UNIQUE INDEX state_events_key ON state_events (device_id, point, name, ts);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -55,7 +61,13 @@ CREATE TABLE IF NOT EXISTS readings_reservoir (
     battery_v              double precision  -- V, supply voltage
 );
 -- The idempotency key: the same device, point and time written twice is one row.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_reservoir_key ON readings_reservoir (device_id, point, ts);
+DO $$
+BEGIN
+    IF to_regclass('readings_reservoir_key') IS NULL THEN
+        CREATE UNIQUE INDEX readings_reservoir_key ON readings_reservoir (device_id, point, ts);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS readings_power_line (
     device_id text NOT NULL,
@@ -74,7 +86,13 @@ CREATE TABLE IF NOT EXISTS readings_power_line (
     battery_v              double precision  -- V, supply voltage
 );
 -- The idempotency key: the same device, point and time written twice is one row.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_power_line_key ON readings_power_line (device_id, point, ts);
+DO $$
+BEGIN
+    IF to_regclass('readings_power_line_key') IS NULL THEN
+        CREATE UNIQUE INDEX readings_power_line_key ON readings_power_line (device_id, point, ts);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS readings_charger (
     device_id text NOT NULL,
@@ -89,7 +107,13 @@ CREATE TABLE IF NOT EXISTS readings_charger (
     temp_c                 double precision  -- °C, temperature
 );
 -- The idempotency key: the same device, point and time written twice is one row.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_charger_key ON readings_charger (device_id, point, ts);
+DO $$
+BEGIN
+    IF to_regclass('readings_charger_key') IS NULL THEN
+        CREATE UNIQUE INDEX readings_charger_key ON readings_charger (device_id, point, ts);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS readings_datacenter (
     device_id text NOT NULL,
@@ -104,4 +128,10 @@ CREATE TABLE IF NOT EXISTS readings_datacenter (
     racks_in_service       double precision  -- racks, standard racks in service
 );
 -- The idempotency key: the same device, point and time written twice is one row.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_datacenter_key ON readings_datacenter (device_id, point, ts);
+DO $$
+BEGIN
+    IF to_regclass('readings_datacenter_key') IS NULL THEN
+        CREATE UNIQUE INDEX readings_datacenter_key ON readings_datacenter (device_id, point, ts);
+    END IF;
+END
+$$;

@@ -2,11 +2,19 @@
 -- daily continuous aggregates, retention. Uses the TimescaleDB 2.x API (2.11+).
 
 SELECT create_hypertable('readings_reservoir', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);
-ALTER TABLE readings_reservoir SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id, point',
-    timescaledb.compress_orderby = 'ts DESC'
-);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings_reservoir'
+                     AND compression_enabled) THEN
+        ALTER TABLE readings_reservoir SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, point',
+            timescaledb.compress_orderby = 'ts DESC'
+        );
+    END IF;
+END
+$$;
 SELECT add_compression_policy('readings_reservoir', INTERVAL '7 days', if_not_exists => TRUE);
 SELECT add_retention_policy('readings_reservoir', INTERVAL '1095 days', if_not_exists => TRUE);
 
@@ -85,11 +93,19 @@ SELECT add_continuous_aggregate_policy('readings_reservoir_daily',
     schedule_interval => INTERVAL '1 day', if_not_exists => TRUE);
 
 SELECT create_hypertable('readings_power_line', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);
-ALTER TABLE readings_power_line SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id, point',
-    timescaledb.compress_orderby = 'ts DESC'
-);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings_power_line'
+                     AND compression_enabled) THEN
+        ALTER TABLE readings_power_line SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, point',
+            timescaledb.compress_orderby = 'ts DESC'
+        );
+    END IF;
+END
+$$;
 SELECT add_compression_policy('readings_power_line', INTERVAL '7 days', if_not_exists => TRUE);
 SELECT add_retention_policy('readings_power_line', INTERVAL '1095 days', if_not_exists => TRUE);
 
@@ -182,11 +198,19 @@ SELECT add_continuous_aggregate_policy('readings_power_line_daily',
     schedule_interval => INTERVAL '1 day', if_not_exists => TRUE);
 
 SELECT create_hypertable('readings_charger', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);
-ALTER TABLE readings_charger SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id, point',
-    timescaledb.compress_orderby = 'ts DESC'
-);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings_charger'
+                     AND compression_enabled) THEN
+        ALTER TABLE readings_charger SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, point',
+            timescaledb.compress_orderby = 'ts DESC'
+        );
+    END IF;
+END
+$$;
 SELECT add_compression_policy('readings_charger', INTERVAL '7 days', if_not_exists => TRUE);
 SELECT add_retention_policy('readings_charger', INTERVAL '1095 days', if_not_exists => TRUE);
 
@@ -253,11 +277,19 @@ SELECT add_continuous_aggregate_policy('readings_charger_daily',
     schedule_interval => INTERVAL '1 day', if_not_exists => TRUE);
 
 SELECT create_hypertable('readings_datacenter', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);
-ALTER TABLE readings_datacenter SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id, point',
-    timescaledb.compress_orderby = 'ts DESC'
-);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings_datacenter'
+                     AND compression_enabled) THEN
+        ALTER TABLE readings_datacenter SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, point',
+            timescaledb.compress_orderby = 'ts DESC'
+        );
+    END IF;
+END
+$$;
 SELECT add_compression_policy('readings_datacenter', INTERVAL '7 days', if_not_exists => TRUE);
 SELECT add_retention_policy('readings_datacenter', INTERVAL '1095 days', if_not_exists => TRUE);
 
@@ -323,10 +355,18 @@ SELECT add_continuous_aggregate_policy('readings_datacenter_daily',
 
 SELECT create_hypertable('state_events', 'ts', chunk_time_interval => INTERVAL '7 days', if_not_exists => TRUE);
 -- TimescaleDB requires the columns of a unique index in segmentby or orderby.
-ALTER TABLE state_events SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id, name',
-    timescaledb.compress_orderby = 'ts DESC, point'
-);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'state_events'
+                     AND compression_enabled) THEN
+        ALTER TABLE state_events SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, name',
+            timescaledb.compress_orderby = 'ts DESC, point'
+        );
+    END IF;
+END
+$$;
 SELECT add_compression_policy('state_events', INTERVAL '14 days', if_not_exists => TRUE);
 SELECT add_retention_policy('state_events', INTERVAL '1095 days', if_not_exists => TRUE);

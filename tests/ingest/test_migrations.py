@@ -14,6 +14,7 @@ from pglast import ast
 from adapters import CLASSES
 from ingest.migrate import (
     PLAIN,
+    REWRITTEN,
     TIMESCALE,
     Migration,
     MigrationError,
@@ -67,6 +68,56 @@ def output_names(select: ast.SelectStmt) -> list[str]:
     return [t.name or t.val.fields[-1].sval for t in select.targetList]
 
 
+def do_bodies(sql: str) -> list[str]:
+    """The DO blocks of a script, each as its own statement text."""
+    return [m[0] for m in re.finditer(r"^DO \$\$.*?^\$\$;", sql, re.S | re.M)]
+
+
+def unique_indexes(sql: str) -> list[ast.IndexStmt]:
+    """CREATE UNIQUE INDEX statements, at top level or inside DO guards."""
+    texts = re.findall(r"CREATE UNIQUE INDEX[^;]*;", sql)
+    return [pglast.parse_sql(t)[0].stmt for t in texts]
+
+
+def test_every_statement_reruns_on_a_compressed_hypertable() -> None:
+    """TimescaleDB 2.17 refuses CREATE INDEX (even IF NOT EXISTS, index present) and
+    new compression settings on a hypertable with compressed chunks: both are guarded."""
+    plain, timescale = m001()
+    for sql in (plain, timescale):
+        top = [raw.stmt for raw in pglast.parse_sql(sql)]
+        assert not [s for s in top if isinstance(s, ast.IndexStmt) and s.relation.relname != "devices"
+                    and s.relation.relname != "dead_letters"]  # fmt: skip
+        assert not [s for s in top if isinstance(s, ast.AlterTableStmt) and s.relation.relname != "devices"]
+        for body in do_bodies(sql):
+            assert pglast.parse_plpgsql(body)  # valid PL/pgSQL
+    guarded = {stmt.idxname for stmt in unique_indexes(plain)}
+    assert guarded == {f"{t}_key" for t in READINGS} | {"state_events_key"}
+    for body in do_bodies(plain):
+        name = re.search(r"CREATE UNIQUE INDEX (\w+)", body)
+        assert name and f"IF to_regclass('{name[1]}') IS NULL THEN" in body
+    compress = [b for b in do_bodies(timescale) if "ALTER TABLE" in b]
+    assert len(compress) == len(READINGS) + 1
+    for body in compress:
+        table = re.search(r"ALTER TABLE (\w+) SET", body)
+        assert table and f"hypertable_name = '{table[1]}'" in body and "AND compression_enabled" in body
+
+
+async def test_001_text_runs_twice_and_a_rewritten_checksum_is_taken(db_url: str) -> None:
+    plain, _ = m001()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await migrate(conn, use_timescale=False)
+        await conn.execute(plain)  # the text itself re-runs
+        former = next(iter(REWRITTEN[(1, PLAIN)]))
+        await conn.execute("UPDATE schema_migrations SET checksum = $1 WHERE version = 1", former)
+        assert await migrate(conn) == []
+        m = next(m for m in migrations() if m.version == 1)
+        recorded = await conn.fetchval("SELECT checksum FROM schema_migrations WHERE version = 1")
+        assert recorded == m.checksum(False)
+    finally:
+        await conn.close()
+
+
 def test_both_variants_parse() -> None:
     plain, timescale = m001()
     assert pglast.parse_sql(plain)
@@ -95,11 +146,7 @@ def test_compression_covers_every_unique_key() -> None:
     """TimescaleDB refuses compression unless the columns of each unique index are
     in segmentby or orderby."""
     plain, sql = m001()
-    uniques = {
-        raw.stmt.relation.relname: {p.name for p in raw.stmt.indexParams}
-        for raw in pglast.parse_sql(plain)
-        if isinstance(raw.stmt, ast.IndexStmt) and raw.stmt.unique
-    }
+    uniques = {stmt.relation.relname: {p.name for p in stmt.indexParams} for stmt in unique_indexes(plain)}
     assert set(uniques) >= {*READINGS, "state_events"}
     for table in (*READINGS, "state_events"):
         block = re.search(rf"ALTER TABLE {table} SET \((.*?)\);", sql, re.S)
