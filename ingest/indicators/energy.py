@@ -8,14 +8,23 @@ counts as no energy for both, so that the two sums always cover the same interva
 A series is a sequence of `Segment`s: one raw sample is a segment whose first and
 last values are the same; an hourly bucket of a continuous aggregate is a segment
 with its first/last/min/max. A bucket whose first is not its minimum or whose last
-is not its maximum had a backward step inside: its own span is left out.
+is not its maximum had a backward step inside: its own span is left out (a reset);
+one whose IT energy grew more than its facility energy is left out too (rejected).
+
+The rule of the rollup is `meter_energy`: a meter's samples in the window, grouped
+in hourly buckets (UTC hours, the buckets of `readings_datacenter_registers_hourly`),
+each bucket one segment. That is what an hourly aggregate can answer exactly, so the
+sample path and the bucket path of `store.energies` give the same figures — a rule
+that needed every sample could not be read from buckets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+BUCKET = timedelta(hours=1)  # the width of the register aggregate's buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +44,20 @@ class Segment:
     def sample(cls, ts: datetime, facility: float, it: float) -> Segment:
         return cls(ts, ts, facility, facility, it, it)
 
-    def consistent(self) -> bool:
+    def reset_inside(self) -> bool:
+        """A backward step of either register inside the bucket."""
         if self.facility_min is None:
-            return True
-        return (
+            return False
+        return not (
             self.facility_first == self.facility_min
             and self.facility_last == self.facility_max
             and self.it_first == self.it_min
             and self.it_last == self.it_max
-            and self.it_last - self.it_first <= self.facility_last - self.facility_first
+        )
+
+    def consistent(self) -> bool:
+        return not self.reset_inside() and (
+            self.it_last - self.it_first <= self.facility_last - self.facility_first
         )
 
 
@@ -94,15 +108,15 @@ def register_energy(series: Sequence[Segment]) -> Energy:
     out = Energy(meters=1 if series else 0)
     prev: Segment | None = None
     for seg in series:
-        if seg.consistent():
+        if seg.reset_inside():
+            out.resets += 1
+        else:
             _step(
                 out,
                 seg.facility_last - seg.facility_first,
                 seg.it_last - seg.it_first,
                 (seg.end - seg.start).total_seconds(),
             )
-        else:
-            out.resets += 1
         if prev is not None:
             _step(
                 out,
@@ -114,6 +128,40 @@ def register_energy(series: Sequence[Segment]) -> Energy:
     if series:
         out.first, out.last = series[0].start, series[-1].end
     return out
+
+
+def bucket_of(ts: datetime) -> datetime:
+    """The start of the hourly bucket holding `ts` (UTC hours, as date_bin and
+    time_bucket align them)."""
+    t = ts.astimezone(UTC)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def hourly_segments(samples: Sequence[tuple[datetime, float, float]]) -> list[Segment]:
+    """(ts, facility, it) samples in time order as one segment per hourly bucket."""
+    out: list[Segment] = []
+    group: list[tuple[datetime, float, float]] = []
+
+    def close() -> None:
+        fs = [f for _, f, _ in group]
+        its = [i for _, _, i in group]
+        first, last = group[0][0], group[-1][0]
+        out.append(Segment(first, last, fs[0], fs[-1], its[0], its[-1], min(fs), max(fs), min(its), max(its)))
+
+    for sample in samples:
+        if group and bucket_of(sample[0]) != bucket_of(group[0][0]):
+            close()
+            group = []
+        group.append(sample)
+    if group:
+        close()
+    return out
+
+
+def meter_energy(samples: Sequence[tuple[datetime, float, float]]) -> Energy:
+    """The rule: energy of one meter from its (ts, facility, it) samples in the window,
+    in time order, over hourly segments."""
+    return register_energy(hourly_segments(samples))
 
 
 def total(energies: Iterable[Energy]) -> Energy:

@@ -34,7 +34,7 @@ class Rollup:
         facts = await store.device_facts(conn, self.cfg, now)
         timescale = await store.uses_timescale(conn)
         start = now - timedelta(days=self.cfg.pue_window_days)
-        energies = await store.energies(conn, start, now, timescale)
+        energies = await store.energies(conn, start, now, buckets=timescale)
         params = Params(now=now, window_days=self.cfg.pue_window_days, pue_category=self.cfg.pue_category)
         result = rollup(self.catalogue, facts, energies, params)
         result.alarms = alarms.count(await store.latest_values(conn, self.cfg, now))

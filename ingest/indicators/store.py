@@ -1,8 +1,9 @@
 """Database side of the rollup: read the facts it needs, store and read snapshots.
 
 Reads go through whatever asyncpg connection or pool the caller passes. With
-TimescaleDB the energy registers come from the hourly continuous aggregate
-`readings_datacenter_registers_hourly`; on plain PostgreSQL from the samples.
+TimescaleDB the energy registers of whole hours come from the hourly continuous
+aggregate `readings_datacenter_registers_hourly`; on plain PostgreSQL from the
+samples. Both give energy.meter_energy's answer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from adapters import CLASSES
 from ingest.config import RollupConfig
 from ingest.indicators.alarms import Latest
 from ingest.indicators.compute import DeviceFacts, RollupResult
-from ingest.indicators.energy import Energy, Segment, register_energy
+from ingest.indicators.energy import BUCKET, Energy, Segment, bucket_of, register_energy
 from ingest.indicators.regions import normalise
 
 DEVICES = """
@@ -66,37 +67,34 @@ FROM devices d
 WHERE d.class = 'datacenter' AND d.decommissioned_at IS NULL
 """
 
-# The rule of energy.register_energy in SQL, so that a year of 15-minute samples is
-# not shipped to Python: forward steps of both registers count, a backward step of
-# either (reset) or IT outgrowing facility counts as nothing. Checked against the
-# Python rule in tests/indicators/test_store.py.
-STEPS = """
+# The meters' hourly segments (energy.meter_energy's rule) straight from the samples
+# in (start, end] whose time is before $3 or from $4 on: every sample on the sample
+# path ($3 = $4), the window's partial first and last hours on the bucket path. The
+# same columns as the register aggregate; first/last by array_agg, which plain
+# PostgreSQL has (TimescaleDB's first()/last() it has not).
+SAMPLE_SEGMENTS = """
 SELECT device_id,
-       coalesce(sum(df) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS facility_kwh,
-       coalesce(sum(di) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS it_kwh,
-       coalesce(sum(dt) FILTER (WHERE df >= 0 AND di >= 0 AND di <= df), 0) AS covered_s,
-       count(*) FILTER (WHERE df < 0 OR di < 0) AS resets,
-       count(*) FILTER (WHERE df >= 0 AND di >= 0 AND di > df) AS rejected,
-       min(ts) AS first, max(ts) AS last
-FROM (
-    SELECT device_id, ts,
-           facility_energy_kwh - lag(facility_energy_kwh) OVER w AS df,
-           it_energy_kwh - lag(it_energy_kwh) OVER w AS di,
-           extract(epoch FROM ts - lag(ts) OVER w)::float8 AS dt
-    FROM readings_datacenter
-    WHERE point = '' AND ts > $1 AND ts <= $2
-      AND facility_energy_kwh IS NOT NULL AND it_energy_kwh IS NOT NULL
-    WINDOW w AS (PARTITION BY device_id ORDER BY ts)
-) s
-GROUP BY device_id
+       date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00+00') AS bucket,
+       min(ts) AS ts_first, max(ts) AS ts_last,
+       (array_agg(facility_energy_kwh ORDER BY ts))[1] AS facility_first,
+       (array_agg(facility_energy_kwh ORDER BY ts DESC))[1] AS facility_last,
+       min(facility_energy_kwh) AS facility_min, max(facility_energy_kwh) AS facility_max,
+       (array_agg(it_energy_kwh ORDER BY ts))[1] AS it_first,
+       (array_agg(it_energy_kwh ORDER BY ts DESC))[1] AS it_last,
+       min(it_energy_kwh) AS it_min, max(it_energy_kwh) AS it_max
+FROM readings_datacenter
+WHERE point = '' AND facility_energy_kwh IS NOT NULL AND it_energy_kwh IS NOT NULL
+  AND ts > $1 AND ts <= $2 AND (ts < $3 OR ts >= $4)
+GROUP BY 1, 2
 """
 
+# The whole hours inside the window, [$3, $4), from the hourly register aggregate
+# (a continuous aggregate with TimescaleDB, a view with its columns on plain).
 BUCKETS = """
-SELECT device_id, ts_first, ts_last, facility_first, facility_last, facility_min, facility_max,
+SELECT device_id, bucket, ts_first, ts_last, facility_first, facility_last, facility_min, facility_max,
        it_first, it_last, it_min, it_max
 FROM readings_datacenter_registers_hourly
-WHERE bucket >= $1 AND bucket <= $2 AND ts_first > $1 AND ts_last <= $2
-ORDER BY device_id, bucket
+WHERE bucket >= $1 AND bucket < $2
 """
 
 
@@ -225,34 +223,34 @@ async def latest_values(conn: Any, cfg: RollupConfig, now: datetime) -> list[Lat
     ]
 
 
-async def energies(conn: Any, start: datetime, end: datetime, timescale: bool) -> dict[str, Energy]:
-    """Energy of every data-centre meter over (start, end]: from the hourly
-    continuous aggregate with TimescaleDB (bucket segments, energy.register_energy),
-    else from the samples in SQL (STEPS)."""
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[lo, hi): the hourly buckets that lie wholly inside (start, end]. A bucket that
+    starts at `start` is not whole: its first instant is outside the window."""
+    return bucket_of(start) + BUCKET, bucket_of(end)
+
+
+async def energies(conn: Any, start: datetime, end: datetime, buckets: bool) -> dict[str, Energy]:
+    """Energy of every data-centre meter over (start, end] by energy.meter_energy's
+    rule: its whole hours from the hourly register aggregate (`buckets`, what
+    TimescaleDB answers cheaply), the rest from the samples."""
+    lo, hi = whole_hours(start, end)
+    rows = []
+    if buckets and lo < hi:
+        rows += await conn.fetch(BUCKETS, lo, hi)
+        rows += await conn.fetch(SAMPLE_SEGMENTS, start, end, lo, hi)
+    else:
+        rows += await conn.fetch(SAMPLE_SEGMENTS, start, end, start, start)
+    rows.sort(key=lambda r: (r["device_id"], r["bucket"]))
     series: dict[str, list[Segment]] = {}
-    if timescale:
-        for r in await conn.fetch(BUCKETS, start, end):
-            series.setdefault(r["device_id"], []).append(
-                Segment(
-                    r["ts_first"], r["ts_last"],
-                    r["facility_first"], r["facility_last"], r["it_first"], r["it_last"],
-                    r["facility_min"], r["facility_max"], r["it_min"], r["it_max"],
-                )
-            )  # fmt: skip
-        return {dev: register_energy(segs) for dev, segs in series.items()}
-    return {
-        r["device_id"]: Energy(
-            r["facility_kwh"],
-            r["it_kwh"],
-            r["covered_s"],
-            r["resets"],
-            r["rejected"],
-            1,
-            r["first"],
-            r["last"],
-        )
-        for r in await conn.fetch(STEPS, start, end)
-    }
+    for r in rows:
+        series.setdefault(r["device_id"], []).append(
+            Segment(
+                r["ts_first"], r["ts_last"],
+                r["facility_first"], r["facility_last"], r["it_first"], r["it_last"],
+                r["facility_min"], r["facility_max"], r["it_min"], r["it_max"],
+            )
+        )  # fmt: skip
+    return {dev: register_energy(segs) for dev, segs in series.items()}
 
 
 async def save(conn: Any, result: RollupResult) -> None:

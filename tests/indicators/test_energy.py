@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.indicators.energy import Segment, coverage, mean_of_ratios, register_energy, total
+from ingest.indicators.energy import (
+    Segment,
+    coverage,
+    mean_of_ratios,
+    meter_energy,
+    register_energy,
+    total,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -92,3 +99,22 @@ def test_alarm_thresholds() -> None:
     assert in_alarm(Latest("c", "power_line", "unknown", ice_thickness_mm=5.0, design_ice_mm=None)) == []
     counts = count([Latest("d", "charger", "unknown", faulted=True)])
     assert counts[("faulted", "charger", "unknown")] == counts[("faulted", "charger", "520000")] == 1
+
+
+def test_the_rule_groups_samples_in_hourly_buckets() -> None:
+    """A backward step inside an hour leaves that hour out (one reset); IT outgrowing
+    facility inside an hour rejects it; the steps between hours count."""
+    m = timedelta(minutes=15)
+    samples = [
+        (T0, 100.0, 80.0), (T0 + m, 110.0, 88.0), (T0 + 2 * m, 5.0, 4.0), (T0 + 3 * m, 20.0, 16.0),  # reset
+        (T0 + 4 * m, 30.0, 20.0), (T0 + 5 * m, 40.0, 40.0),  # IT outgrows facility in hour 2
+        (T0 + 8 * m, 60.0, 50.0), (T0 + 9 * m, 70.0, 58.0),  # a clean hour 3
+    ]  # fmt: skip
+    e = meter_energy(samples)
+    assert (e.resets, e.rejected) == (1, 1)
+    # a dip that stays between an hour's first and last is not seen: the hour counts
+    dip = meter_energy([(T0, 0.0, 0.0), (T0 + m, 10.0, 8.0), (T0 + 2 * m, 5.0, 4.0), (T0 + 3 * m, 20, 16)])
+    assert (dip.facility_kwh, dip.it_kwh, dip.resets) == (20, 16, 0)
+    # steps between hours: 20->30 / 16->20 and 40->60 / 40->50; hour 3: 60->70 / 50->58
+    assert (e.facility_kwh, e.it_kwh) == (10 + 20 + 10, 4 + 10 + 8)
+    assert e.covered_s == 900 + 2700 + 900

@@ -32,7 +32,8 @@ def m002() -> tuple[str, str]:
 
 def test_every_statement_parses() -> None:
     plain, timescale = m002()
-    for text in (plain, timescale, store.BUCKETS, store.STEPS, store.DEVICES, store.RACKS, store.AUTOMATED):
+    queries = (store.BUCKETS, store.SAMPLE_SEGMENTS, store.DEVICES, store.RACKS, store.AUTOMATED)
+    for text in (plain, timescale, *queries):
         assert pglast.parse_sql(text)
 
 
@@ -56,6 +57,17 @@ def test_register_cagg_reads_real_columns() -> None:
     assert bucket_cols.names <= defined, bucket_cols.names - defined
     assert "timescaledb.continuous" in timescale
     assert re.search(r"create_hypertable\('indicator_snapshots'", timescale)
+    # the plain twin (005) has the aggregate's name and columns, in order, and so
+    # has the sample path's query: the rollup reads either the same way
+    m005 = next(m for m in migrations() if m.version == 5)
+    view = next(
+        s.stmt for s in pglast.parse_sql(m005.sql(timescale=False)) if isinstance(s.stmt, ast.ViewStmt)
+    )
+    assert view.view.relname == "readings_datacenter_registers_hourly"
+    names = [t.name or t.val.fields[-1].sval for t in query.targetList]
+    assert [t.name or t.val.fields[-1].sval for t in view.query.targetList] == names
+    samples = pglast.parse_sql(store.SAMPLE_SEGMENTS)[0].stmt
+    assert {t.name or t.val.fields[-1].sval for t in samples.targetList} == set(names) - {"n"}
 
 
 async def test_plain_migration_applies_twice(db_url: str) -> None:
