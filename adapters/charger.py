@@ -58,6 +58,8 @@ CHARGER = DeviceClass(
         MetaField("operator", str, "operator name"),
         MetaField("vendor", str, "charge point vendor (OCPP BootNotification)"),
         MetaField("model", str, "charge point model (OCPP BootNotification)"),
+        MetaField("serial_number", str, "charge point serial number (OCPP BootNotification)"),
+        MetaField("firmware_version", str, "firmware version (OCPP BootNotification)"),
     ),
 )
 

@@ -11,7 +11,8 @@ Owns the mapping from charge-point → central-system CALLs to charger readings:
   resolution of gauge history is lost, never energy.
 - StartTransaction → `energy_wh` = meterStart at its connector and timestamp.
 - StopTransaction, BootNotification, Heartbeat → liveness (`status="online"` at
-  reception time; Boot also carries vendor/model hints). StopTransaction names no
+  reception time; Boot also carries vendor, model, serial number and firmware
+  version hints). StopTransaction names no
   connector in OCPP 1.6 (nor do its transactionData samples), and a pure decoder
   cannot map transactionId back to one; writing meterStop to the charge-point row
   would interleave the registers of different connectors there, so it is not written.
@@ -312,7 +313,14 @@ def _boot_notification(p: dict[str, object], topic: Topic, received_at: datetime
     vendor, model = p.get("chargePointVendor"), p.get("chargePointModel")
     if type(vendor) is not str or type(model) is not str:
         raise DecodeError("schema", "chargePointVendor and chargePointModel must be text")
-    meta = check_meta(CHARGER, {"vendor": vendor, "model": model})
+    hints: dict[str, object] = {"vendor": vendor, "model": model}
+    for key, field in (("chargePointSerialNumber", "serial_number"), ("firmwareVersion", "firmware_version")):
+        value = p.get(key)
+        if value is not None:
+            if type(value) is not str:
+                raise DecodeError("schema", f"{key} must be text, not {value!r:.40}")
+            hints[field] = value
+    meta = check_meta(CHARGER, hints)
     return Decoded(CHARGER.name, topic.device_id, received_at, [], meta=meta, status="online")
 
 

@@ -123,6 +123,22 @@ class RollupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OcppConfig:
+    """The OCPP 1.6J central system (`ws[s]://host:port/ocpp/<charge point id>`)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9000
+    auth: str = "basic"  # "basic": HTTP Basic with provisioned keys; "open": no password (labs)
+    tls_cert: str = ""  # PEM certificate chain and key: wss:// (security profile 2)
+    tls_key: str = ""
+    heartbeat_interval_s: int = 300  # told to charge points in the BootNotification answer
+    id_tags: str = "accept_all"  # or "provisioned": only idTags in the ocpp_id_tags table
+    data_transfer_vendors: str = ""  # comma-separated vendorIds whose DataTransfer is Accepted
+    max_frame_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
 class Sl651Config:
     """The SL 651-2014 centre: a TCP server that RTUs dial."""
 
@@ -147,6 +163,7 @@ class Config:
     accept: AcceptConfig = field(default_factory=AcceptConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     rollup: RollupConfig = field(default_factory=RollupConfig)
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
     sl651: Sl651Config = field(default_factory=Sl651Config)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     log_level: str = "INFO"
@@ -162,6 +179,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "accept": AcceptConfig,
     "http": HttpConfig,
     "rollup": RollupConfig,
+    "ocpp": OcppConfig,
     "sl651": Sl651Config,
     "retention": RetentionConfig,
 }
@@ -278,6 +296,13 @@ def _check(cfg: Config) -> None:
     need(r.pue_category in (1, 2, 3), "rollup.pue_category", "1, 2 or 3 (0 is peak power, not energy)")
     for c in CLASSES:
         need(r.online_s(c.name) >= 1, f"rollup.online_{c.name}_s", "at least 1")
+    o = cfg.ocpp
+    need(0 <= o.port <= 65535, "ocpp.port", "0 (any free port) to 65535")
+    need(o.auth in ("basic", "open"), "ocpp.auth", "basic or open")
+    need(bool(o.tls_cert) == bool(o.tls_key), "ocpp.tls_cert", "set together with ocpp.tls_key")
+    need(10 <= o.heartbeat_interval_s <= 86400, "ocpp.heartbeat_interval_s", "10 to 86400")
+    need(o.id_tags in ("accept_all", "provisioned"), "ocpp.id_tags", "accept_all or provisioned")
+    need(1024 <= o.max_frame_bytes <= 16 << 20, "ocpp.max_frame_bytes", "1024 to 16777216")
     sl = cfg.sl651
     need(0 <= sl.port <= 65535, "sl651.port", "0 (any free port) to 65535")
     need(sl.mode in ("M1", "M2", "M3"), "sl651.mode", "M1, M2 or M3")

@@ -1,6 +1,6 @@
 """The progress API (`/api/v1/...`): plan indicators, regions, devices, provisioning,
-dead letters and their replay, and its OpenAPI document. Routes are added by
-`add_routes`, called from make_app."""
+dead letters and their replay, the edge endpoints' keys and connections, and its
+OpenAPI document. Routes are added by `add_routes`, called from make_app."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ingest.api import deadletters, devices, indicators
+from ingest.api import deadletters, devices, edge, indicators
 from ingest.api.common import error
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
@@ -61,3 +61,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/dead-letters", deadletters.list_dead_letters)
     r.add_post("/api/v1/dead-letters/replay", deadletters.replay_dead_letters)
     r.add_get("/api/v1/dead-letters/{id}", deadletters.get_dead_letter)
+    edge.add_routes(app)
