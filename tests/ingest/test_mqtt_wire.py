@@ -112,3 +112,67 @@ def test_any_cut_of_the_stream_gives_the_same_messages(
         k += 1
     assert got == msgs
     assert not parser.buf
+
+
+def test_fields_are_read_within_their_packet() -> None:
+    # A PUBACK of remaining length 0 followed by a PINGRESP: the packet id is not
+    # borrowed from the next packet (it was, as PubAck(53248)).
+    with pytest.raises(wire.ProtocolError, match="PUBACK cut short"):
+        wire.Parser().feed(b"\x40\x00\xd0\x00")
+    for cut_short in (
+        b"\x20\x01\x00",  # CONNACK without its reason code
+        b"\x20\x03\x00\x00\x05\x00\x00\x00",  # CONNACK properties longer than the packet
+        b"\x90\x02\x00\x01",  # SUBACK without properties or reason codes
+        b"\x90\x03\x00\x01\x00",  # SUBACK without a reason code
+        b"\x32\x02\x00\x01",  # PUBLISH whose topic overruns the packet
+        b"\x32\x05\x00\x01a\x00\x01",  # QoS 1 PUBLISH without its property length
+        b"\x30\x03\x00\x01a",  # QoS 0 PUBLISH without its property length
+        b"\x30\x05\x00\x01a\x80\x80",  # property length varint cut by the packet's end
+        b"\xe0\x02\x00\x05",  # DISCONNECT properties overrun
+        b"\x20\x05\x00\x00\x02\x13\x00",  # a two-byte property cut short
+    ):
+        with pytest.raises(wire.ProtocolError):
+            wire.Parser().feed(cut_short + b"\xd0\x00\xd0\x00\xd0\x00")
+
+
+def test_what_the_standard_calls_malformed_or_a_protocol_error() -> None:
+    cases = {
+        b"\x21\x03\x00\x00\x00": wire.MALFORMED,  # CONNACK with reserved flags
+        b"\x20\x03\x02\x00\x00": wire.MALFORMED,  # reserved acknowledge flags
+        b"\xd0\x01\x00": wire.MALFORMED,  # PINGRESP with a body
+        b"\x34\x06\x00\x01a\x00\x01\x00": wire.PROTOCOL_ERROR,  # QoS 2: never granted
+        b"\x36\x06\x00\x01a\x00\x01\x00": wire.MALFORMED,  # QoS 3
+        b"\x32\x06\x00\x01a\x00\x00\x00": wire.MALFORMED,  # QoS 1 with packet id 0
+        b"\x30\x03\x00\x00\x00": wire.PROTOCOL_ERROR,  # no topic and no alias allowed
+        b"\x62\x02\x00\x01": wire.PROTOCOL_ERROR,  # PUBREL: no QoS 2 here
+        b"\xf0\x00": wire.PROTOCOL_ERROR,  # AUTH: no enhanced authentication asked for
+        b"\x10\x00": wire.PROTOCOL_ERROR,  # CONNECT from the broker
+        b"\x20\x04\x00\x00\x00\x00": wire.MALFORMED,  # a byte after CONNACK's properties
+    }
+    for data, reason in cases.items():
+        with pytest.raises(wire.ProtocolError) as err:
+            wire.Parser().feed(data)
+        assert err.value.reason == reason, data.hex()
+
+
+def test_maximum_packet_size_counts_the_whole_packet() -> None:
+    at_limit = publish_packet("a/b", b"x" * 100, 1)
+    parser = wire.Parser(max_packet=len(at_limit))
+    assert parser.feed(at_limit)[0] == [("a/b", b"x" * 100, 1)]
+    over = publish_packet("a/b", b"x" * 101, 1)
+    with pytest.raises(wire.ProtocolError) as err:
+        parser.feed(over[:3])  # known from the fixed header, before the body arrives
+    assert err.value.reason == wire.PACKET_TOO_LARGE
+
+
+def test_connect_sends_maximum_packet_size_and_disconnect_a_reason() -> None:
+    body = wire.connect("w-1", 30, False, 3600, 1000, max_packet_size=262_144)[2:]
+    assert body[10] == 13  # properties: session expiry, receive maximum, maximum packet size
+    assert body[19:24] == b"\x27" + struct.pack("!I", 262_144)
+    assert wire.disconnect() == b"\xe0\x00"
+    assert wire.disconnect(reason=wire.PACKET_TOO_LARGE) == b"\xe0\x01\x95"
+
+
+def test_puback_unsuback_with_reasons() -> None:
+    _, events = wire.Parser().feed(b"\x40\x03\x00\x07\x10" + b"\xb0\x04\x00\x02\x00\x11")
+    assert events == [wire.PubAck(7, 0x10), wire.UnsubAck(2, (0x11,))]
