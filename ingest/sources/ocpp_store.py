@@ -1,5 +1,5 @@
 """What the OCPP central system keeps in PostgreSQL besides readings: charge point
-keys, idTags, transactions, and the table of connected devices (migration 005).
+keys, idTags, transactions, and the table of connected devices (migration 006).
 
 Readings go through the pipeline like every other message; this module holds the
 few answers a central system must give from its own state (a transaction id, an

@@ -1,4 +1,4 @@
--- 005 edge: what the OCPP central system and the SL651 centre keep besides readings.
+-- 006 edge: what the OCPP central system and the SL651 centre keep besides readings.
 
 -- Charge point keys (OCPP security profiles 1 and 2: HTTP Basic, user = charge point
 -- id). The service generates every key (160 random bits), so a salted SHA-256 is
