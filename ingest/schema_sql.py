@@ -246,6 +246,17 @@ def core(classes: Sequence[DeviceClass] = CLASSES) -> dict[str, str]:
     return {"001_core.sql": common, "001_core.timescale.sql": timescale, "001_core.plain.sql": plain}
 
 
+# 002's hourly aggregate of the energy registers (the rollup's PUE), written by hand.
+REGISTERS = ("readings_datacenter", "readings_datacenter_registers_hourly")
+
+
+def refreshed_aggregates(classes: Sequence[DeviceClass] = CLASSES) -> dict[str, list[tuple[str, Rollup]]]:
+    """Every continuous aggregate of each readings hypertable, with its period."""
+    out = {c.table: [(view_name(c, r), r) for r in ROLLUPS] for c in classes}
+    out.setdefault(REGISTERS[0], []).append((REGISTERS[1], HOURLY))
+    return out
+
+
 def generate(classes: Sequence[DeviceClass] = CLASSES) -> dict[str, str]:
     """Every generated file of ingest/sql/, by name."""
     return core(classes)

@@ -1,6 +1,7 @@
-"""The rollup runner: gathers the facts, computes, stores a snapshot and keeps the
-latest result in memory for the API and the Prometheus collector. Runs on demand
-and periodically."""
+"""The rollup runner: refreshes the aggregates over late readings
+(ingest/aggregates.py), gathers the facts, computes, stores a snapshot and keeps
+the latest result in memory for the API and the Prometheus collector. Runs on
+demand and periodically."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
+from ingest import aggregates
 from ingest.config import RollupConfig
 from ingest.indicators import alarms, store
 from ingest.indicators.catalogue import Catalogue
@@ -42,8 +46,14 @@ class Rollup:
         return result
 
     async def run_once(self, pool: Any, now: datetime | None = None) -> RollupResult:
-        """Compute, store the snapshot, and make it the latest."""
+        """Bring late readings into the aggregates, compute, store the snapshot, and
+        make it the latest."""
         async with self._lock, pool.acquire() as conn:
+            try:
+                await aggregates.refresh_late(conn, await store.uses_timescale(conn))
+            except asyncpg.PostgresError as exc:
+                # The ranges stay recorded; the next round tries again.
+                log.warning("refreshing the aggregates for late readings failed: %s", exc)
             result = await self.compute(conn, now)
             await store.save(conn, result)
         self.latest = result
