@@ -71,7 +71,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from ingest import migrate
 
     if args.print_sql:
-        print(migrate.render(timescale=args.print_sql == "timescale"))
+        if args.print_sql == "to-timescale":
+            print(migrate.conversion_sql(migrate.migrations()))
+        else:
+            print(migrate.render(timescale=args.print_sql == "timescale"))
         return 0
     cfg = _load(args)
     _logging(cfg.log_level)
@@ -81,8 +84,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
         conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
         try:
-            use = {"auto": None, "timescale": True, "plain": False}[args.mode]
-            done = await migrate.migrate(conn, use)
+            if args.to_timescale:
+                done = await migrate.to_timescale(conn)
+            else:
+                use = {"auto": None, "timescale": True, "plain": False}[args.mode]
+                done = await migrate.migrate(conn, use)
             return done, await migrate.recorded_variant(conn)
         finally:
             await conn.close()
@@ -273,9 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
         "a migrated database keeps its own and refuses the other",
     )
     mig.add_argument(
+        "--to-timescale",
+        action="store_true",
+        help="convert a plain database to TimescaleDB in one transaction: hypertables with "
+        "their rows, continuous aggregates in place of the views, the policies; the rollup "
+        "then fills the aggregates with the history",
+    )
+    mig.add_argument(
         "--print-sql",
-        choices=("timescale", "plain"),
-        help="print the SQL that would run for that variant, and exit",
+        choices=("timescale", "plain", "to-timescale"),
+        help="print the SQL that would run for that variant (or the conversion), and exit",
     )
     mig.set_defaults(func=cmd_migrate)
 

@@ -147,6 +147,64 @@ def choose_variant(recorded: str | None, requested: str | None, srv: Server) -> 
     return variant
 
 
+_VIEW = re.compile(r"^CREATE OR REPLACE VIEW (\w+)", re.M)
+_HYPERTABLE = re.compile(r"(create_hypertable\('\w+', 'ts'[^;]*?if_not_exists => TRUE)\)")
+
+
+def conversion_sql(applied: list[Migration]) -> str:
+    """The SQL that makes a plain database one migrated for TimescaleDB with the
+    `applied` migrations: drop the plain views (their continuous aggregates take the
+    names), then every migration's TimescaleDB part, in order, its hypertables made
+    with their rows (`migrate_data`). Each part is safe to re-run, and 004's records
+    every hypertable's history as late, so the refresh job fills the aggregates that
+    were created empty (refresh_continuous_aggregate cannot run in a transaction)."""
+    views = [v for m in applied for v in _VIEW.findall(m.plain)]
+    parts = ["-- ingest migrate --to-timescale: plain PostgreSQL to TimescaleDB, in one transaction"]
+    parts += [f"DROP VIEW IF EXISTS {v};" for v in reversed(views)]
+    for m in applied:
+        with_data = _HYPERTABLE.sub(
+            lambda h: h[0] if "migrate_data" in h[0] else f"{h[1]}, migrate_data => TRUE)", m.timescale
+        )
+        parts.append(f"-- migration {m.version:03d}_{m.name}, TimescaleDB part\n{with_data}")
+    return "\n".join(parts)
+
+
+async def to_timescale(conn: Any, shipped: list[Migration] | None = None) -> list[str]:
+    """Convert a plain database to TimescaleDB (`ingest migrate --to-timescale`), then
+    apply what is pending; returns the names converted and applied."""
+    shipped = migrations() if shipped is None else shipped
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        recorded = await recorded_variant(conn)
+        if recorded != PLAIN:
+            raise MigrationError(
+                "nothing to convert: the database is already TimescaleDB"
+                if recorded == TIMESCALE
+                else "nothing to convert: the database has no migrations yet (ingest migrate "
+                "makes a new one TimescaleDB when the server has the extension)"
+            )
+        choose_variant(None, TIMESCALE, await server(conn))  # installed and preloaded
+        versions = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = [m for m in shipped if m.version in versions]
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        async with _transaction(conn):
+            await conn.execute(conversion_sql(applied))
+            for m in applied:
+                await conn.execute(
+                    "UPDATE schema_migrations SET variant = $2, checksum = $3 WHERE version = $1",
+                    m.version,
+                    TIMESCALE,
+                    m.checksum(True),
+                )
+        log.info("converted to TimescaleDB: %s", ", ".join(f"{m.version:03d}_{m.name}" for m in applied))
+        converted = [f"{m.version:03d}_{m.name} (converted)" for m in applied]
+        return converted + await _apply(conn, None, shipped)
+    finally:
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
 async def recorded_variant(conn: Any) -> str | None:
     """The variant a database was migrated with, or None before its first migration."""
     if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:

@@ -20,11 +20,13 @@ from ingest.migrate import (
     MigrationError,
     Server,
     choose_variant,
+    conversion_sql,
     migrate,
     migrations,
     preloaded,
     recorded_variant,
     render,
+    to_timescale,
 )
 
 READINGS = [c.table for c in CLASSES]
@@ -265,6 +267,46 @@ async def test_a_plain_database_keeps_its_variant(db_url: str) -> None:
         assert await migrate(conn) == []  # detects nothing anew: the database says plain
         with pytest.raises(MigrationError, match="--to-timescale"):
             await migrate(conn, use_timescale=True)
+        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", 0x1E57_0001)  # released
+    finally:
+        await conn.close()
+
+
+def test_conversion_sql_is_exact() -> None:
+    """`ingest migrate --to-timescale` as text: the plain views dropped before the
+    aggregates of their names are made, every hypertable made with its rows, every
+    policy, and 004's record of the history as late; each part re-runs."""
+    applied = migrations()
+    sql = conversion_sql(applied)
+    stmts = [raw.stmt for raw in pglast.parse_sql(sql)]
+    drops = [i for i, s in enumerate(stmts) if isinstance(s, ast.DropStmt)]
+    dropped = {s.objects[0][-1].sval for s in stmts if isinstance(s, ast.DropStmt)}
+    assert dropped == {name for name in caggs(sql)}  # every view gives way to its aggregate
+    view = pglast.enums.ObjectType.OBJECT_VIEW
+    assert all(stmts[i].removeType == view and stmts[i].missing_ok for i in drops)
+    first_cagg = next(i for i, s in enumerate(stmts) if isinstance(s, ast.CreateTableAsStmt))
+    assert max(drops) < first_cagg
+    hyper = calls(sql, "create_hypertable")
+    snapshots = {"indicator_snapshots", "fleet_snapshots"}
+    assert {first_arg(f) for f in hyper} == {*READINGS, "state_events", *snapshots}
+    for f in hyper:
+        args = named_args(f)
+        assert "if_not_exists" in args and args["migrate_data"].val.boolval
+    assert {first_arg(f) for f in calls(sql, "add_continuous_aggregate_policy")} == set(caggs(sql))
+    assert "INSERT INTO late_ranges" in sql  # the history, for the refresh job
+    for body in do_bodies(sql):
+        assert pglast.parse_plpgsql(body)
+
+
+async def test_to_timescale_refuses_without_the_extension(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        with pytest.raises(MigrationError, match="no migrations yet"):
+            await to_timescale(conn)
+        await migrate(conn, use_timescale=False)
+        with pytest.raises(MigrationError, match="does not have the extension"):
+            await to_timescale(conn)
+        assert await recorded_variant(conn) == PLAIN  # untouched
         assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", 0x1E57_0001)  # released
     finally:
         await conn.close()
