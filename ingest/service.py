@@ -1,4 +1,5 @@
-"""Wiring: builds the pipeline, the MQTT source and the HTTP server from a Config,
+"""Wiring: builds the pipeline, the MQTT source, the edge endpoints (OCPP central
+system, SL651 centre) when enabled, and the HTTP server from a Config,
 and runs them until asked to stop. The only place where the parts meet."""
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
 from ingest.sources.mqtt import MqttRefused, MqttSource
+from ingest.sources.ocpp import OcppSource
+from ingest.sources.ocpp_store import OcppStore
+from ingest.sources.sl651 import Sl651Source
 from ingest.writer import TRANSIENT
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,12 @@ class Service:
         self.rollup = Rollup(cfg.rollup, load_catalogue(cfg.rollup.catalogue or None))
         self.metrics.registry.register(IndicatorCollector(self.rollup))
         self.pool: Any = None
+        # The edge endpoints, when enabled: sources like the MQTT one, built in run()
+        # (the central system answers from the database, through the pool).
+        self.ocpp: OcppSource | None = None
+        self.sl651: Sl651Source | None = None
+        if cfg.sl651.enabled:
+            self.sl651 = Sl651Source(cfg.sl651, cfg.mqtt.prefix, self.pipeline, self.metrics.registry)
 
     def health(self) -> dict[str, Any]:
         ok = self.source.connected
@@ -79,11 +89,15 @@ class Service:
             "mqtt_connected": self.source.connected,
             "pending_messages": self.pipeline.pending_messages,
             "committed_messages": self.pipeline.committed_messages,
+            "edge_connections": {s.name: s.connections for s in self._edge()},
             "uptime_s": round(time.time() - self.started, 1),
         }
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _edge(self) -> list[OcppSource | Sl651Source]:
+        return [s for s in (self.ocpp, self.sl651) if s is not None]
 
     def _source_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -91,7 +105,8 @@ class Service:
             if isinstance(self.source_failure, MqttRefused):
                 log.critical("%s; the worker stops", self.source_failure)
             else:
-                log.critical("the MQTT source failed: %r; the worker stops", self.source_failure)
+                name = task.get_name()
+                log.critical("the %s source failed: %r; the worker stops", name, self.source_failure)
             self.stop()
 
     async def run(self) -> None:
@@ -127,6 +142,16 @@ class Service:
         self.pipeline.start()
         mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
         mqtt_task.add_done_callback(self._source_done)
+        if self.cfg.ocpp.enabled:
+            store = OcppStore(self.pool, self.cfg.mqtt.client_id)
+            self.ocpp = OcppSource(
+                self.cfg.ocpp, self.cfg.mqtt.prefix, self.pipeline, store, self.metrics.registry
+            )
+        edge_tasks = []
+        for edge in self._edge():
+            self.pipeline.sources.append(edge)
+            edge_tasks.append(asyncio.create_task(edge.run(), name=edge.name))
+            edge_tasks[-1].add_done_callback(self._source_done)
         rollup_task = asyncio.create_task(self.rollup.run_forever(self.pool), name="rollup")
         ret = self.cfg.retention
         retention_task = asyncio.create_task(
@@ -144,8 +169,15 @@ class Service:
                 await self.source.stop_intake()
             else:
                 self.source.pause()
+            for edge in self._edge():
+                await edge.stop_intake()
             await self.pipeline.stop(STOP_DRAIN_S)
             await self.source.close()
+            for edge in self._edge():
+                await edge.close()
+            for t in edge_tasks:
+                t.cancel()
+            await asyncio.gather(*edge_tasks, return_exceptions=True)
             mqtt_task.cancel()
             rollup_task.cancel()
             retention_task.cancel()

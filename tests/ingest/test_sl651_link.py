@@ -19,8 +19,8 @@ RX = OBS + timedelta(minutes=1)
 TOPIC = Topic("gz", "reservoir", STATION, "sl651")
 
 
-def report(serial: int = 7, level: float = 1032.5, function: int = 0x32) -> bytes:
-    return encode(function, STATION, OBS, [Element(0x3B, level), Element(0x20, 1.5)], serial)
+def report(serial: int = 7, level: float = 1032.5, function: int = 0x32, observed: datetime = OBS) -> bytes:
+    return encode(function, STATION, observed, [Element(0x3B, level), Element(0x20, 1.5)], serial)
 
 
 def packets(frame: bytes, sizes: list[int]) -> list[bytes]:
