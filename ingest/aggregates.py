@@ -38,6 +38,7 @@ assert all(r.start_offset - r.schedule > LATE_AFTER for r in ROLLUPS)
 
 _LOCK_KEY = 0x1E57_0002  # advisory lock: one worker refreshes at a time
 _BATCH = 1000  # ranges taken per round
+MAX_WINDOW = timedelta(days=30)  # the longest window one refresh CALL covers
 BEIJING = timedelta(hours=8)  # Asia/Shanghai has had no daylight saving since 1991
 
 RECORD = "INSERT INTO late_ranges (hypertable, lo, hi) VALUES ($1, $2, $3)"
@@ -78,6 +79,17 @@ def align(lo: datetime, hi: datetime, rollup: Rollup) -> tuple[datetime, datetim
     return start, end
 
 
+def pieces(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) in windows of at most MAX_WINDOW: each CALL is one transaction, and
+    a year of backfill in one would hold its locks and WAL for the whole year's work.
+    MAX_WINDOW is whole days, so pieces of an aligned window stay aligned."""
+    out = []
+    while start < end:
+        out.append((start, min(start + MAX_WINDOW, end)))
+        start += MAX_WINDOW
+    return out
+
+
 def merge(windows: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     out: list[tuple[datetime, datetime]] = []
     for lo, hi in sorted(windows):
@@ -112,7 +124,12 @@ def refreshes(ranges: Iterable[tuple[str, datetime, datetime]]) -> list[Refresh]
     for table, lo, hi in ranges:
         for view, rollup in aggs.get(table, ()):
             by_view.setdefault(view, (rollup, []))[1].append(align(lo, hi, rollup))
-    return [Refresh(view, s, e) for view, (_, ws) in sorted(by_view.items()) for s, e in merge(ws)]
+    return [
+        Refresh(view, s, e)
+        for view, (_, ws) in sorted(by_view.items())
+        for start, end in merge(ws)
+        for s, e in pieces(start, end)
+    ]
 
 
 async def refresh_late(conn: Any, timescale: bool) -> list[Refresh]:
