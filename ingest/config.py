@@ -42,6 +42,10 @@ class MqttConfig:
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 1.0
     leave_timeout_s: float = 3.0  # clean stop: time to commit what the session still delivers
+    # Maximum Packet Size sent in CONNECT: the broker must not send a bigger packet (it
+    # drops such a message for this worker); a bigger one is a protocol error. At least
+    # the broker's own max_packet_size (256 KiB in deploy/mosquitto/mosquitto.conf).
+    max_packet_size: int = 262_144
 
     @property
     def host(self) -> str:
@@ -267,6 +271,7 @@ def _check(cfg: Config) -> None:
     need(0 <= m.session_expiry_s <= 0xFFFFFFFF, "mqtt.session_expiry_s", "0 to 4294967295")
     need(1 <= m.receive_maximum <= 65535, "mqtt.receive_maximum", "1 to 65535")
     need(m.keepalive_s >= 5, "mqtt.keepalive_s", "at least 5")
+    need(1024 <= m.max_packet_size <= 268_435_455, "mqtt.max_packet_size", "1024 to 268435455 bytes")
     need(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", "0 < min <= max")
     need(0 <= m.leave_timeout_s <= 60, "mqtt.leave_timeout_s", "0 to 60 seconds")
     db = urlsplit(cfg.database.url)

@@ -74,7 +74,7 @@ class MqttRefused(Exception):
 class _Protocol(asyncio.Protocol):
     def __init__(self, source: MqttSource) -> None:
         self.source = source
-        self.parser = wire.Parser()
+        self.parser = wire.Parser(max_packet=source.cfg.max_packet_size)
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_rx = time.monotonic()
@@ -87,9 +87,11 @@ class _Protocol(asyncio.Protocol):
         try:
             messages, events = self.parser.feed(data)
         except wire.ProtocolError as exc:
-            log.error("MQTT protocol error from the broker: %s", exc)
+            # MQTT 5 section 4.13: say why in a DISCONNECT, then close.
+            log.error("MQTT protocol error from %s: %s; disconnecting", self.source._where(), exc)
             assert self.transport is not None
-            self.transport.abort()
+            self.transport.write(wire.disconnect(reason=exc.reason))
+            self.transport.close()
             return
         src = self.source
         if events:
@@ -233,6 +235,10 @@ class MqttSource:
                 cfg.receive_maximum,
                 cfg.username,
                 cfg.password,
+                # Mosquitto 2.0 leaves the fixed header's first byte out when it
+                # compares a packet with this limit, and would send one byte more
+                # than the parser accepts: ask for one less.
+                cfg.max_packet_size - 1,
             )
         )
         try:

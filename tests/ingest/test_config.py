@@ -45,6 +45,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"INGEST_MQTT_RECEIVE_MAXIMUM": "100"}, "batch.max_rows"),  # batch larger than the window
         ({"INGEST_MQTT_PREFIX": "gz/x"}, "mqtt.prefix"),
         ({"INGEST_MQTT_GROUP": "a+b"}, "mqtt.group"),
+        ({"INGEST_MQTT_MAX_PACKET_SIZE": "100"}, "mqtt.max_packet_size"),
         ({"INGEST_ACCEPT_HORIZON_DAYS": "-1"}, "accept.horizon_days"),
         ({"INGEST_DATABASE_MIGRATE_ON_START": "perhaps"}, "INGEST_DATABASE_MIGRATE_ON_START"),
         ({"INGEST_MQTT_COLOUR": "blue"}, "INGEST_MQTT_COLOUR"),
