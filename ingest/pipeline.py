@@ -222,6 +222,7 @@ class Pipeline:
                             log.info("writer %d: %s; retrying at once", n, exc.__class__.__name__)
                             continue
                         self._lost(n, exc, backoff)
+                        conn.terminate()
                         conn = None
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, self.cfg.database.retry_max_s)
