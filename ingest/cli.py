@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ingest import clidb
 from ingest import config as config_mod
 from ingest.clidb import CliError
 
@@ -46,9 +47,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _use_uvloop()
     try:
         asyncio.run(service.run(cfg))
-    except MqttRefused as exc:
+    except (MqttRefused, service.DatabaseTlsError) as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 1
+    except config_mod.ConfigError as exc:  # e.g. a TLS file that does not load
+        print(f"ingest: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -80,9 +84,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     _logging(cfg.log_level)
 
     async def go() -> tuple[list[str], str | None]:
-        import asyncpg
-
-        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        conn = await clidb.connect(cfg.database)  # one line naming the database if it fails
         try:
             if args.to_timescale:
                 done = await migrate.to_timescale(conn)
@@ -116,7 +118,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_indicators(args: argparse.Namespace) -> int:
-    import asyncpg
     import orjson
 
     from ingest.api.indicators import item
@@ -136,7 +137,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
     rollup = Rollup(cfg.rollup, catalogue)
 
     async def go() -> list[dict[str, object]]:
-        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        conn = await clidb.connect(cfg.database)
         try:
             res = await rollup.compute(conn)
         finally:
@@ -174,8 +175,6 @@ def cmd_indicators(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    import asyncpg
-
     from ingest.indicators import provisioning as prov
 
     cfg = _load(args)
@@ -188,7 +187,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> list[str]:
-        conn = await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+        conn = await clidb.connect(cfg.database)
         try:
             async with conn.transaction():
                 refused = await prov.upsert(conn, records)

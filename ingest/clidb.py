@@ -4,6 +4,7 @@ to connect told as one line naming host, port and database (never a traceback)."
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ def connect_error(url: str, exc: BaseException) -> str:
     hint = ""
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         hint = " (create it, or point INGEST_DATABASE_URL at another one)"
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        hint = " (the server's TLS certificate: check sslrootcert and sslmode in INGEST_DATABASE_URL)"
     elif isinstance(exc, OSError | TimeoutError):
         hint = " (is PostgreSQL running there? INGEST_DATABASE_URL sets where)"
     return f"cannot connect to the database at {where(url)}: {reason}{hint}"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from adapters import CLASSES
 
@@ -46,6 +46,16 @@ class MqttConfig:
     # drops such a message for this worker); a bigger one is a protocol error. At least
     # the broker's own max_packet_size (256 KiB in deploy/mosquitto/mosquitto.conf).
     max_packet_size: int = 262_144
+    # TLS, for mqtts:// URLs. The broker's certificate is verified against tls_ca (PEM;
+    # empty: the system's CAs) for the URL's host, or for tls_server_name when the
+    # certificate names the broker otherwise; tls_cert and tls_key (PEM; the key may be
+    # in the certificate's file) answer a broker that requires client certificates.
+    # tls_verify = false turns verification off, and only that does.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_server_name: str = ""
+    tls_verify: bool = True
 
     @property
     def host(self) -> str:
@@ -274,12 +284,27 @@ def _check(cfg: Config) -> None:
     need(1024 <= m.max_packet_size <= 268_435_455, "mqtt.max_packet_size", "1024 to 268435455 bytes")
     need(0 < m.reconnect_min_s <= m.reconnect_max_s, "mqtt.reconnect_min_s", "0 < min <= max")
     need(0 <= m.leave_timeout_s <= 60, "mqtt.leave_timeout_s", "0 to 60 seconds")
+    for key in ("tls_ca", "tls_cert", "tls_key", "tls_server_name"):
+        value = getattr(m, key)
+        need(not value or m.tls, f"mqtt.{key}", "set, but mqtt.url is not an mqtts:// URL")
+        if value and key != "tls_server_name":
+            need(Path(value).is_file(), f"mqtt.{key}", f"no such file: {value}")
+    need(m.tls_verify or m.tls, "mqtt.tls_verify", "set, but mqtt.url is not an mqtts:// URL")
+    need(not m.tls_key or bool(m.tls_cert), "mqtt.tls_key", "set without mqtt.tls_cert")
     db = urlsplit(cfg.database.url)
     need(
         db.scheme in ("postgres", "postgresql"),
         "database.url",
         f"must be a postgresql:// URL, got {cfg.database.url!r}",
     )
+    # TLS comes from the URL (asyncpg reads sslmode, sslrootcert, sslcert, sslkey),
+    # for every connection the service and the commands open.
+    query = parse_qs(db.query)
+    for mode in query.get("sslmode", []):
+        need(mode in _SSLMODES, "database.url", f"sslmode {mode!r}: expected one of {', '.join(_SSLMODES)}")
+    for key in ("sslrootcert", "sslcert", "sslkey"):
+        for value in query.get(key, []):
+            need(Path(value).is_file(), "database.url", f"{key}: no such file: {value}")
     b = cfg.batch
     need(1 <= b.max_rows <= 100_000, "batch.max_rows", "1 to 100000")
     need(1 <= b.max_age_ms <= 60_000, "batch.max_age_ms", "1 to 60000")
@@ -320,6 +345,8 @@ def _check(cfg: Config) -> None:
         "DEBUG, INFO, WARNING or ERROR",
     )
 
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 # Environment variables that are not `INGEST_<SECTION>_<KEY>`.
 _ENV_ALIASES = {

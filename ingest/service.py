@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import ssl
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import asyncpg
 from aiohttp import web
 
 from ingest import deadletters
+from ingest.clidb import where
 from ingest.config import Config
 from ingest.http import AppContext, make_app
 from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
@@ -31,8 +33,21 @@ from ingest.writer import TRANSIENT
 log = logging.getLogger(__name__)
 
 
+class DatabaseTlsError(Exception):
+    """The database's TLS certificate was not accepted: retrying cannot help."""
+
+
 async def connect_db(cfg: Config) -> Any:
-    return await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+    """A connection with the URL's settings, TLS (sslmode, sslrootcert, sslcert,
+    sslkey) included: migration, the writers and the API's pool all connect so."""
+    try:
+        return await asyncpg.connect(cfg.database.url, timeout=cfg.database.connect_timeout_s)
+    except ssl.SSLCertVerificationError as exc:
+        raise DatabaseTlsError(
+            f"the database at {where(cfg.database.url)}: its TLS certificate was not accepted "
+            f"({exc.reason}: {exc.verify_message}; certificate verify failed): check sslrootcert "
+            "and sslmode in database.url"
+        ) from None
 
 
 STOP_DRAIN_S = 4.0  # a clean stop waits this long for the database to commit what is held

@@ -33,7 +33,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from ingest import topics
-from ingest.config import MqttConfig
+from ingest.config import ConfigError, MqttConfig
 from ingest.metrics import ServiceMetrics
 from ingest.sources import Intake
 from ingest.sources import mqtt_wire as wire
@@ -69,6 +69,27 @@ REASONS = {
 
 class MqttRefused(Exception):
     """The broker will not take this worker as configured: retrying cannot help."""
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context of an mqtts:// connection: the broker's certificate checked
+    against mqtt.tls_ca (or the system's CAs) and its name, unless mqtt.tls_verify is
+    off; the client certificate when one is set."""
+    if not cfg.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.tls_ca or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"mqtt.tls_ca: cannot load {cfg.tls_ca}: {exc}") from None
+    if cfg.tls_cert:
+        try:
+            ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"mqtt.tls_cert: cannot load {cfg.tls_cert} with its key: {exc}") from None
+    if not cfg.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class _Protocol(asyncio.Protocol):
@@ -133,9 +154,11 @@ class MqttSource:
         self.received = 0  # messages handed to the intake on this connection
         self.acked = 0  # of those, acknowledged
         self.filter = topics.subscription(cfg.prefix, cfg.group)
+        self._tls = tls_context(cfg)  # at start: a bad certificate file is a setting's error
 
     def _where(self) -> str:
-        return f"mqtt://{self.cfg.host}:{self.cfg.port} (client id {self.cfg.client_id})"
+        scheme = "mqtts" if self.cfg.tls else "mqtt"
+        return f"{scheme}://{self.cfg.host}:{self.cfg.port} (client id {self.cfg.client_id})"
 
     # ---- events from the protocol ----
 
@@ -216,10 +239,25 @@ class MqttSource:
         the broker accepted the connection."""
         loop = asyncio.get_running_loop()
         cfg = self.cfg
-        ctx = ssl.create_default_context() if cfg.tls else None
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(self), cfg.host, cfg.port, ssl=ctx), 10
-        )
+        tls = self._tls
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Protocol(self),
+                    cfg.host,
+                    cfg.port,
+                    ssl=tls,
+                    server_hostname=(cfg.tls_server_name or None) if tls else None,
+                ),
+                10,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            # A certificate that does not verify will not verify on the next attempt.
+            raise MqttRefused(
+                f"{self._where()}: the broker's TLS certificate for "
+                f"{cfg.tls_server_name or cfg.host!r} was not accepted ({exc.reason}: {exc.verify_message}; "
+                f"certificate verify failed): check mqtt.tls_ca and mqtt.tls_server_name"
+            ) from None
         assert proto.transport is not None
         transport = proto.transport
         self._connack = loop.create_future()
