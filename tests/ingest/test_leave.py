@@ -86,27 +86,35 @@ async def test_drain_session_commits_a_crashed_workers_queue(db_url: str, tmp_pa
         assert await drain_session(worker_cfg(b, db_url, "w-live"), "kill-test") == 0
 
 
+def logged(proc: subprocess.Popen[bytes], log: Path, text: str, within: float = 60) -> None:
+    """Wait until the worker has logged `text` (start-up takes seconds on a busy machine)."""
+    deadline = time.monotonic() + within
+    while text not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
+
+
+def ends_within(proc: subprocess.Popen[bytes], sig: int, seconds: float) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"worker still running {seconds:.0f} s after signal {sig}") from None
+
+
 def test_sigterm_ends_the_worker_while_the_database_is_unreachable(tmp_path: Path) -> None:
     dead_db = f"postgresql://postgres@127.0.0.1:{free_port()}/ingest"
     with broker() as b:
         log = tmp_path / "w.log"
         proc = start(b, dead_db, "w-nodb", log, INGEST_DATABASE_MIGRATE_ON_START="false")
-        time.sleep(2)
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(12)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError("worker still running 12 s after SIGTERM") from None
-        proc2 = start(b, dead_db, "w-nodb2", log)  # waiting for its first migration
-        time.sleep(1)
-        proc2.send_signal(signal.SIGINT)
-        try:
-            proc2.wait(12)
-        except subprocess.TimeoutExpired:
-            proc2.kill()
-            raise AssertionError("worker still running 12 s after SIGINT") from None
+        logged(proc, log, "subscribing to")
+        publish(b.port, stream(500))  # held by the worker, which cannot commit them
+        ends_within(proc, signal.SIGTERM, 12)
+        assert "messages not acknowledged: the session of w-nodb stays" in log.read_text()
+        waiting = start(b, dead_db, "w-nodb2", log)
+        logged(waiting, log, "database not reachable")  # waiting for its first migration
+        ends_within(waiting, signal.SIGINT, 12)
 
 
 async def test_a_refused_connection_stops_the_worker(tmp_path: Path, db_url: str) -> None:
