@@ -108,13 +108,17 @@ def demo_database(env: dict[str, str], workdir: Path) -> Iterator[str]:
         pg.stop()
 
 
-def _simulator(mqtt_url: str, api: str, admin: str, args: Any) -> subprocess.Popen[bytes]:
+def _simulator(mqtt_url: str, api: str, admin: str, args: Any, ocpp_port: int,
+               sl651_port: int) -> subprocess.Popen[bytes]:
     parts = mqtt_url.split("://", 1)[1].rsplit(":", 1)
     host, port = parts[0].split("@")[-1], parts[1] if len(parts) > 1 else "1883"
     cmd = [sys.executable, "-m", "ingest.simulate", "--host", host, "--port", port,
            "--scale", str(args.scale), "--speed", str(args.speed), "--seed", str(args.seed),
            "--duration", str(args.duration or 86400), "--bad-share", str(args.bad_share),
-           "--provision", api, "--token", admin]
+           "--provision", api, "--token", admin,
+           # Chargers and reservoirs show the edge endpoints: OCPP 1.6J and SL651 direct.
+           "--via", "ocpp-ws,sl651-tcp", "--ocpp-url", f"ws://127.0.0.1:{ocpp_port}/ocpp",
+           "--sl651", f"127.0.0.1:{sl651_port}"]
     return subprocess.Popen(cmd)
 
 
@@ -130,6 +134,10 @@ async def _run(cfg: Config, mqtt_url: str, args: Any, read: str, admin: str) -> 
         task.result()
         return 1
     await service.source.wait_subscribed()
+    assert service.ocpp is not None and service.sl651 is not None
+    await service.ocpp.listening.wait()
+    await service.sl651.listening.wait()
+    ocpp_port, sl651_port = service.ocpp.port or 0, service.sl651.port or 0
     base = f"http://{cfg.http.host}:{service.http_port}"
     print(
         f"\nThe service is running with a simulated fleet (Ctrl-C stops everything).\n"
@@ -137,10 +145,12 @@ async def _run(cfg: Config, mqtt_url: str, args: Any, read: str, admin: str) -> 
         f"  metrics       {base}/metrics\n"
         f"  API           curl -H 'Authorization: Bearer {read}' {base}/api/v1/indicators\n"
         f"  admin token   {admin}\n"
-        f"  broker        {mqtt_url}   database {cfg.database.url}\n",
+        f"  broker        {mqtt_url}   database {cfg.database.url}\n"
+        f"  OCPP 1.6J     ws://127.0.0.1:{ocpp_port}/ocpp/<id> (chargers)   "
+        f"SL651 centre 127.0.0.1:{sl651_port} (reservoirs)\n",
         flush=True,
     )
-    sim = _simulator(mqtt_url, base, admin, args)
+    sim = _simulator(mqtt_url, base, admin, args, ocpp_port, sl651_port)
     try:
         if args.duration:
             with contextlib.suppress(TimeoutError):
@@ -167,7 +177,9 @@ def main(args: Any) -> int:
     with demo_broker(env, workdir) as mqtt_url, demo_database(env, workdir) as db_url:
         env.update({"INGEST_MQTT_URL": mqtt_url, "INGEST_DATABASE_URL": db_url,
                     "INGEST_HTTP_PORT": str(args.http_port), "INGEST_ROLLUP_INTERVAL_S": "10",
-                    "INGEST_MQTT_CLIENT_ID": "ingest-demo"})
+                    "INGEST_MQTT_CLIENT_ID": "ingest-demo",
+                    "INGEST_OCPP_ENABLED": "true", "INGEST_OCPP_PORT": "0",
+                    "INGEST_SL651_ENABLED": "true", "INGEST_SL651_PORT": "0"})
         cfg = config_mod.load(args.config, env)
         tokens = (
             Token("demo-read", "read", hash_token(read)),

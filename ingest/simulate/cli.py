@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
+from ingest.simulate.edge import VIAS, EdgeOptions, for_via
 from ingest.simulate.fleet import CLASS_NAMES, build_fleet
 from ingest.simulate.model import SimConfig, nominal_rate
-from ingest.simulate.provision import ProvisionError, provision
+from ingest.simulate.provision import ProvisionError, ocpp_keys, provision
 from ingest.simulate.publisher import Job, Pacing, Progress, run_local, run_processes, run_to_file
 from ingest.simulate.sinks import DEFAULT_MAX_INFLIGHT, BrokerOptions, SinkError
 from ingest.simulate.weather import DAY
@@ -143,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--provision", metavar="URL",
                      help="first POST the fleet to URL/api/v1/devices")
     out.add_argument("--token", help="bearer token for --provision")
+    out.add_argument("--via", default="",
+                     help="comma-separated: ocpp-ws (chargers speak OCPP 1.6J to the central "
+                          "system), sl651-tcp (reservoirs dial the SL651 centre; a station's id "
+                          "becomes its 10-digit address); other devices still publish MQTT")
+    out.add_argument("--ocpp-url", default="ws://127.0.0.1:9000/ocpp",
+                     help="the central system for --via ocpp-ws (with --provision, each charger "
+                          "gets its key through the API)")
+    out.add_argument("--sl651", default="127.0.0.1:5651", metavar="HOST:PORT",
+                     help="the SL651 centre for --via sl651-tcp")
     out.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -160,8 +170,16 @@ def main(argv: list[str]) -> int:
         parser.error("--dry-run/--output write from one process; drop --processes")
     if args.messages is not None and args.messages < 0:
         parser.error("--messages must be non-negative")
+    via = frozenset(v.strip() for v in args.via.split(",") if v.strip())
+    if via - set(VIAS):
+        parser.error(f"--via: {', '.join(sorted(via - set(VIAS)))} is not one of {', '.join(VIAS)}")
+    if via and to_file:
+        parser.error("--via speaks to live endpoints; drop --dry-run/--output")
+    sl651_host, _, sl651_port = args.sl651.rpartition(":")
+    if via and not sl651_port.isdigit():
+        parser.error(f"--sl651: expected HOST:PORT, got {args.sl651!r}")
     try:
-        fleet = build_fleet(args.scale, args.seed, classes)
+        fleet = for_via(build_fleet(args.scale, args.seed, classes), via)
     except ValueError as exc:
         parser.error(str(exc))
     if args.provision:
@@ -171,6 +189,14 @@ def main(argv: list[str]) -> int:
             print(f"simulator: provisioning failed: {exc}", file=sys.stderr)
             return 1
         print(f"simulator: provisioned {n:,} devices at {args.provision}", file=sys.stderr)
+    keys: dict[str, str] = {}
+    if "ocpp-ws" in via and args.provision:
+        try:
+            keys = ocpp_keys(args.provision, args.token,
+                             [d.device_id for d in fleet if d.device_class == "charger"])
+        except ProvisionError as exc:
+            print(f"simulator: OCPP keys: {exc}", file=sys.stderr)
+            return 1
 
     now = time.time()
     window = resolve_window(now, start=args.start, speed=args.speed, duration=args.duration,
@@ -186,7 +212,10 @@ def main(argv: list[str]) -> int:
     broker = BrokerOptions(host=args.host, port=args.port, client_id=args.client_id,
                            qos=args.qos, max_inflight=args.max_inflight,
                            username=args.username, password=args.password)
-    job = Job(args.scale, classes, config, window.until, pacing, broker)
+    edge = None
+    if via:
+        edge = EdgeOptions(via, args.ocpp_url, sl651_host or "127.0.0.1", int(sl651_port), keys)
+    job = Job(args.scale, classes, config, window.until, pacing, broker, edge)
     progress = Progress(enabled=not args.quiet)
     try:
         if to_file:

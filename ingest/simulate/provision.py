@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -17,6 +18,29 @@ CHUNK = 5000
 
 class ProvisionError(Exception):
     """The service refused or could not take the fleet's registration."""
+
+
+def ocpp_keys(base_url: str, token: str | None, charge_points: Sequence[str],
+              timeout: float = 30.0) -> dict[str, str]:
+    """A new OCPP key for each charge point (`POST /api/v1/devices/<id>/ocpp-key`)."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+
+    def one(cp: str) -> tuple[str, str]:
+        url = f"{base_url.rstrip('/')}/api/v1/devices/{cp}/ocpp-key"
+        req = urllib.request.Request(url, data=b"", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return cp, orjson.loads(resp.read())["key"]
+        except urllib.error.HTTPError as exc:
+            raise ProvisionError(f"{url} answered HTTP {exc.code}: no OCPP key for {cp}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ProvisionError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+
+    # One request per charge point (a key is shown once); a few at a time.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return dict(pool.map(one, charge_points))
 
 
 def provision(base_url: str, token: str | None, fleet: Sequence[Device],

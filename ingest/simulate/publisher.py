@@ -17,6 +17,7 @@ from datetime import datetime
 from threading import BrokenBarrierError
 from typing import IO, Any
 
+from ingest.simulate.edge import EdgeOptions, EdgeSink, for_via
 from ingest.simulate.fleet import Device, build_fleet
 from ingest.simulate.model import CST, Message, SimConfig, Simulation
 from ingest.simulate.sinks import BrokerOptions, FileSink, MqttSink, Sink, SinkError
@@ -177,12 +178,20 @@ class Job:
     until: float
     pacing: Pacing
     broker: BrokerOptions
+    edge: EdgeOptions | None = None  # --via: chargers and/or reservoirs on their native protocols
 
 
 def _simulation(job: Job, fleet: Sequence[Device] | None = None) -> Simulation:
     if fleet is None:
         fleet = build_fleet(job.scale, job.config.seed, job.classes)
+        if job.edge is not None:
+            fleet = for_via(fleet, job.edge.via)
     return Simulation(fleet, job.config)
+
+
+def _sink(job: Job) -> Sink:
+    broker = MqttSink(job.broker)
+    return broker if job.edge is None else EdgeSink(job.edge, broker)
 
 
 def run_to_file(job: Job, stream: IO[bytes], progress: Progress,
@@ -201,7 +210,7 @@ def run_to_file(job: Job, stream: IO[bytes], progress: Progress,
 def run_local(job: Job, progress: Progress, fleet: Sequence[Device] | None = None) -> Counters:
     """Publish from this process over one connection."""
     sim = _simulation(job, fleet)
-    sink = MqttSink(job.broker)
+    sink = _sink(job)
     c = Counters(devices=sim.devices)
     try:
         pump(sim.run(job.until), sink, job.pacing, job.config.start, c, progress.update)
@@ -216,7 +225,7 @@ def _worker(job: Job, barrier: Any, out: Any) -> None:
     shard = job.config.shard
     try:
         sim = _simulation(job)
-        sink = MqttSink(job.broker)
+        sink = _sink(job)
     except SinkError as exc:
         barrier.abort()
         out.put((shard, "error", str(exc)))

@@ -21,6 +21,8 @@ transaction's connector as the MeterValues call they amount to.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import re
 import ssl
@@ -31,7 +33,7 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-from aiohttp import BasicAuth, WSMsgType, web
+from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ingest.config import OcppConfig
@@ -133,7 +135,11 @@ class OcppSource:
         ws = web.WebSocketResponse(
             protocols=(SUBPROTOCOL,), max_msg_size=self.cfg.max_frame_bytes, autoping=True, heartbeat=None
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            self._m_upgrades.labels("gone").inc()  # the charge point gave up during the upgrade
+            return ws
         peer = request.transport.get_extra_info("peername") if request.transport else None
         cp = _ChargePoint(cp_id, ws, datetime.now(UTC), f"{peer[0]}:{peer[1]}" if peer else "?")
         old = self._points.get(cp_id)
@@ -155,17 +161,11 @@ class OcppSource:
         return ws
 
     async def _authorised(self, request: web.Request, cp_id: str) -> bool:
-        header = request.headers.get("Authorization")
-        if header is None:
+        credentials = _basic(request.headers.get("Authorization", ""))
+        if credentials is None or credentials[0] != cp_id:
             return False
         try:
-            auth = BasicAuth.decode(header)
-        except ValueError:
-            return False
-        if auth.login != cp_id:
-            return False
-        try:
-            return await self.store.key_ok(cp_id, auth.password)
+            return await self.store.key_ok(cp_id, credentials[1])
         except (*TRANSIENT, asyncpg.PostgresError) as exc:
             log.warning("cannot check the key of %s (%s): refused", cp_id, exc.__class__.__name__)
             return False
@@ -334,6 +334,19 @@ class OcppSource:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.flush()
+
+
+def _basic(header: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic Authorization header, or None."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = text.partition(":")
+    return (user, password) if sep else None
 
 
 def _stop_meter_values(call: Call, connector: int) -> bytes:
