@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ingest import clidb
 from ingest import config as config_mod
@@ -39,7 +42,10 @@ def _logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncpg
+
     from ingest import service
+    from ingest.clidb import connect_error
     from ingest.sources.mqtt import MqttRefused
 
     cfg = _load(args)
@@ -53,6 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:  # e.g. a TLS file that does not load
         print(f"ingest: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidPasswordError) as exc:  # fmt: skip
+        raise CliError(connect_error(cfg.database.url, exc)) from None
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise CliError(f"port {cfg.http.port} on {cfg.http.host} is taken: set another with http.port "
+                       "or INGEST_HTTP_PORT (0 picks a free one)", 2) from None  # fmt: skip
     return 0
 
 
@@ -83,23 +97,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     _logging(cfg.log_level)
 
-    async def go() -> tuple[list[str], str | None]:
-        conn = await clidb.connect(cfg.database)  # one line naming the database if it fails
-        try:
-            if args.to_timescale:
-                done = await migrate.to_timescale(conn)
-            else:
-                use = {"auto": None, "timescale": True, "plain": False}[args.mode]
-                done = await migrate.migrate(conn, use)
-            return done, await migrate.recorded_variant(conn)
-        finally:
-            await conn.close()
+    async def go(conn: Any) -> tuple[list[str], str | None]:
+        if args.to_timescale:
+            done = await migrate.to_timescale(conn)
+        else:
+            use = {"auto": None, "timescale": True, "plain": False}[args.mode]
+            done = await migrate.migrate(conn, use)
+        return done, await migrate.recorded_variant(conn)
 
     try:
-        done, variant = asyncio.run(go())
-    except OSError as exc:
-        print(f"ingest migrate: cannot reach the database ({exc})", file=sys.stderr)
-        return 1
+        done, variant = clidb.run(cfg.database, go)
     except migrate.MigrationError as exc:
         print(f"ingest migrate: {exc}", file=sys.stderr)
         return 1
@@ -136,35 +143,26 @@ def cmd_indicators(args: argparse.Namespace) -> int:
         return 2
     rollup = Rollup(cfg.rollup, catalogue)
 
-    async def go() -> list[dict[str, object]]:
-        conn = await clidb.connect(cfg.database)
-        try:
-            res = await rollup.compute(conn)
-        finally:
-            await conn.close()
-        ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
-        return [item(i, res.figures[(i.key, region)], region, res.as_of, ys) for i in catalogue.indicators]
+    async def go(conn: Any) -> Any:
+        return await rollup.compute(conn)
 
-    try:
-        items = asyncio.run(go())
-    except OSError as exc:
-        print(f"ingest indicators: cannot reach the database ({exc})", file=sys.stderr)
-        return 1
+    res = clidb.run(cfg.database, go)
+    ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
+    items = [item(i, res.figures[(i.key, region)], region, res.as_of, ys) for i in catalogue.indicators]
     if args.format == "json":
         print(orjson.dumps({"region": region, "indicators": items}, option=orjson.OPT_INDENT_2).decode())
         return 0
     if args.format == "csv":
-        from ingest.api.indicators import _csv
+        from ingest.api.indicators import _csv, _iso
 
-        ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
-        sys.stdout.write(_csv(items, ys, region, "").decode())
+        sys.stdout.write(_csv(items, ys, region, _iso(res.as_of)).decode())
         return 0
     print(f"{'indicator':32} {'value':>14} {'target':>12} {'progress':>9}  status")
     for it in items:
-        targets = {k: v for k, v in it["targets"].items() if v is not None}  # type: ignore[attr-defined]
+        targets = {k: v for k, v in it["targets"].items() if v is not None}
         last = max(targets) if targets else None
         value = it["value"]
-        prog = it["progress"][last] if last else None  # type: ignore[index]
+        prog = it["progress"][last] if last else None
         flag = " (interim)" if it["interim"] else ""
         print(
             f"{it['key']:32} {'-' if value is None else f'{value:,.3f}':>14} "
@@ -186,19 +184,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
         print(f"ingest provision: {exc}", file=sys.stderr)
         return 2
 
-    async def go() -> list[str]:
-        conn = await clidb.connect(cfg.database)
-        try:
-            async with conn.transaction():
-                refused = await prov.upsert(conn, records)
-                if refused:
-                    raise prov.ProvisioningError("csv", f"registered under another class: {refused[:20]}")
-            return refused
-        finally:
-            await conn.close()
+    async def go(conn: Any) -> list[str]:
+        async with conn.transaction():
+            refused = await prov.upsert(conn, records)
+            if refused:
+                raise prov.ProvisioningError("csv", f"registered under another class: {refused[:20]}")
+        return refused
 
     try:
-        asyncio.run(go())
+        clidb.run(cfg.database, go)
     except prov.ProvisioningError as exc:
         print(f"ingest provision: {exc}", file=sys.stderr)
         return 1
@@ -229,6 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ingest import demo
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A rollup every 10 s would break the simulator's progress line: warnings only.
+    logging.getLogger("ingest.indicators.runner").setLevel(logging.WARNING)
     return demo.main(args)
 
 
@@ -349,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds (default: run until Ctrl-C)")
     demo.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
     demo.add_argument("--workdir", default=".run", help="where a private broker/database live")
+    demo.add_argument("--token-file", help="keep the API tokens in this file across runs "
+                      "(made on the first run, mode 600); default: new tokens every run")
     demo.set_defaults(func=cmd_demo)
     return p
 
@@ -362,9 +360,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except CliError as exc:
         print(f"ingest {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # The reader stopped (`ingest indicators | head`): that is its choice, not a
+        # failure. Point stdout at /dev/null so that the flush at exit is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

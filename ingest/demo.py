@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from ingest import config as config_mod
+from ingest.clidb import CliError
 from ingest.config import Config, Token, hash_token
 from ingest.localservices import MOSQUITTO, Broker, PrivatePostgres, free_port
 from ingest.service import Service
@@ -144,10 +146,14 @@ async def _run(cfg: Config, mqtt_url: str, args: Any, read: str, admin: str) -> 
         f"  status page   {base}/\n"
         f"  metrics       {base}/metrics\n"
         f"  API           curl -H 'Authorization: Bearer {read}' {base}/api/v1/indicators\n"
+        f"  dead letters  curl -H 'Authorization: Bearer {admin}' {base}/api/v1/dead-letters\n"
         f"  admin token   {admin}\n"
         f"  broker        {mqtt_url}   database {cfg.database.url}\n"
         f"  OCPP 1.6J     ws://127.0.0.1:{ocpp_port}/ocpp/<id> (chargers)   "
-        f"SL651 centre 127.0.0.1:{sl651_port} (reservoirs)\n",
+        f"SL651 centre 127.0.0.1:{sl651_port} (reservoirs)\n"
+        f"In another shell, point the other commands at this database:\n"
+        f"  export INGEST_DATABASE_URL={shlex.quote(cfg.database.url)}\n"
+        f"  ingest indicators; ingest dead-letters list\n",
         flush=True,
     )
     sim = _simulator(mqtt_url, base, admin, args, ocpp_port, sl651_port)
@@ -170,10 +176,39 @@ async def _run(cfg: Config, mqtt_url: str, args: Any, read: str, admin: str) -> 
     return 0
 
 
+def tokens(path: Path | None) -> tuple[str, str]:
+    """The demo's (read, admin) tokens: kept in `path` across runs (made on the first,
+    readable by its owner only), new ones every run without a file."""
+    if path is not None and path.is_file():
+        found = dict(line.split("=", 1) for line in path.read_text().split() if "=" in line)
+        if found.get("read") and found.get("admin"):
+            return found["read"], found["admin"]
+    read, admin = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"read={read}\nadmin={admin}\n")
+    return read, admin
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before starting anything when the HTTP port is taken."""
+    if port == 0:
+        return
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise CliError(f"port {port} on {host} is taken (another demo or service?): choose another "
+                           "with --http-port N, or --http-port 0 for any free port", 2) from None  # fmt: skip
+
+
 def main(args: Any) -> int:
     env = dict(os.environ)
     workdir = Path(args.workdir).resolve()
-    read, admin = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    check_port("127.0.0.1", args.http_port)
+    read, admin = tokens(Path(args.token_file) if args.token_file else None)
     with demo_broker(env, workdir) as mqtt_url, demo_database(env, workdir) as db_url:
         env.update({"INGEST_MQTT_URL": mqtt_url, "INGEST_DATABASE_URL": db_url,
                     "INGEST_HTTP_PORT": str(args.http_port), "INGEST_ROLLUP_INTERVAL_S": "10",
@@ -181,9 +216,9 @@ def main(args: Any) -> int:
                     "INGEST_OCPP_ENABLED": "true", "INGEST_OCPP_PORT": "0",
                     "INGEST_SL651_ENABLED": "true", "INGEST_SL651_PORT": "0"})
         cfg = config_mod.load(args.config, env)
-        tokens = (
+        demo_tokens = (
             Token("demo-read", "read", hash_token(read)),
             Token("demo-admin", "admin", hash_token(admin)),
         )
-        cfg = cfg.replace(http=replace(cfg.http, tokens=cfg.http.tokens + tokens))
+        cfg = cfg.replace(http=replace(cfg.http, tokens=cfg.http.tokens + demo_tokens))
         return asyncio.run(_run(cfg, mqtt_url, args, read, admin))

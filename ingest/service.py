@@ -61,7 +61,8 @@ async def wait_and_migrate(cfg: Config) -> None:
         try:
             conn = await connect_db(cfg)
         except TRANSIENT as exc:
-            log.warning("database not reachable (%s); retry in %.1fs", exc, delay)
+            at = where(cfg.database.url)
+            log.warning("database at %s not reachable (%s); retry in %.1fs", at, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, cfg.database.retry_max_s)
             continue

@@ -228,7 +228,9 @@ def main(argv: list[str]) -> int:
         else:
             counters = run_local(job, progress, fleet)
     except SinkError as exc:
+        progress.close()
         print(f"simulator: {exc}", file=sys.stderr)
         return 1
+    progress.close()
     print(counters.summary(), file=sys.stderr)
     return 0

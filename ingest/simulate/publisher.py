@@ -90,15 +90,25 @@ def _clock(t: float) -> str:
 
 
 class Progress:
-    """One line on stderr at most every `interval` seconds."""
+    """Progress on stderr: on a terminal one line updated in place every `interval`
+    seconds; elsewhere (a log file, a pipe) a new line at most every 10 seconds, so that
+    a long run does not scroll what came before (the demo's tokens) away."""
 
     def __init__(self, out: IO[str] | None = None, interval: float = 1.0,
                  enabled: bool = True) -> None:
         self.out = out if out is not None else sys.stderr
         self.enabled = enabled
-        self.interval = interval
+        self.tty = self.out.isatty()
+        self.interval = interval if self.tty else max(interval, 10.0)
         self._last = 0.0
         self._last_sent = 0
+        self._open = False  # a line updated in place waits for its newline
+
+    def close(self) -> None:
+        """End the line updated in place, if any."""
+        if self._open:
+            print(file=self.out, flush=True)
+            self._open = False
 
     def update(self, c: Counters, now: float, force: bool = False) -> None:
         if not self.enabled or (not force and (now - self._last < self.interval or not c.sent)):
@@ -107,8 +117,13 @@ class Progress:
         rate = (c.sent - self._last_sent) / span if span > 0 else 0.0
         self._last, self._last_sent = now, c.sent
         bad = sum(c.bad.values())
-        print(f"sent {c.sent:,} ({rate:,.0f}/s) acked {c.acked:,} bad {bad:,} "
-              f"errors {c.errors:,} sim {_clock(c.sim_time)}", file=self.out, flush=True)
+        line = (f"sent {c.sent:,} ({rate:,.0f}/s) acked {c.acked:,} bad {bad:,} "
+                f"errors {c.errors:,} sim {_clock(c.sim_time)}")
+        if self.tty:
+            print(f"\r{line}\x1b[K", end="", file=self.out, flush=True)  # \x1b[K: clear to its end
+            self._open = True
+        else:
+            print(line, file=self.out, flush=True)
 
 
 def pump(

@@ -86,6 +86,7 @@ async def test_demo_runs_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "status page" in text and "Bearer" in text
+    assert f"export INGEST_DATABASE_URL={db_url}" in text
     assert re.search(r"demo stopped: \d+ messages committed", text)
     conf = str(tmp_path / "mosquitto" / "mosquitto.conf")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
