@@ -127,7 +127,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_indicators(args: argparse.Namespace) -> int:
     import orjson
 
-    from ingest.api.indicators import item
+    from ingest import report
     from ingest.indicators import CatalogueError, Rollup, load_catalogue
     from ingest.indicators.regions import region_keys
 
@@ -147,18 +147,15 @@ def cmd_indicators(args: argparse.Namespace) -> int:
         return await rollup.compute(conn)
 
     res = clidb.run(cfg.database, go)
-    ys = sorted({t.year for i in catalogue.indicators for t in i.targets})
-    items = [item(i, res.figures[(i.key, region)], region, res.as_of, ys) for i in catalogue.indicators]
+    rep = report.report(catalogue, res, region)
     if args.format == "json":
-        print(orjson.dumps({"region": region, "indicators": items}, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(rep.as_json(), option=orjson.OPT_INDENT_2).decode())
         return 0
     if args.format == "csv":
-        from ingest.api.indicators import _csv, _iso
-
-        sys.stdout.write(_csv(items, ys, region, _iso(res.as_of)).decode())
+        sys.stdout.write(report.to_csv([rep], rep.years).decode())
         return 0
     print(f"{'indicator':32} {'value':>14} {'target':>12} {'progress':>9}  status")
-    for it in items:
+    for it in rep.items:
         targets = {k: v for k, v in it["targets"].items() if v is not None}
         last = max(targets) if targets else None
         value = it["value"]
@@ -173,6 +170,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    from ingest import registry
     from ingest.indicators import provisioning as prov
 
     cfg = _load(args)
@@ -186,7 +184,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     async def go(conn: Any) -> list[str]:
         async with conn.transaction():
-            refused = await prov.upsert(conn, records)
+            refused = await registry.provision(conn, records)
             if refused:
                 raise prov.ProvisioningError("csv", f"registered under another class: {refused[:20]}")
         return refused

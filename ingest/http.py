@@ -1,27 +1,16 @@
-"""The HTTP surface: `/metrics` (Prometheus), `/healthz`, and the routes other
-modules add (the progress API, the status page) through `AppContext`."""
+"""The HTTP surface: `/metrics` (Prometheus), `/healthz`, the progress API and the
+status page, on one aiohttp application built by `make_app`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.config import Config
+from ingest.api import add_routes
+from ingest.appctx import CTX, AppContext
+from ingest.status_page import status_page
 
-CTX: web.AppKey[AppContext] = web.AppKey("ctx")
-
-
-@dataclass
-class AppContext:
-    cfg: Config
-    registry: CollectorRegistry
-    pool: Any = None  # asyncpg pool for read queries
-    rollup: Any = None  # ingest.indicators.Rollup: the plan's figures for the progress API
-    health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})
+__all__ = ["make_app"]
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -41,10 +30,6 @@ def make_app(ctx: AppContext) -> web.Application:
     app[CTX] = ctx
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
-    from ingest.api import add_routes  # the API imports CTX from here
-
     add_routes(app)
-    from ingest.status_page import status_page  # imports CTX from here, like the API
-
     app.router.add_get("/", status_page)
     return app

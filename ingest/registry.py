@@ -1,4 +1,6 @@
-"""Device registry: which device touches a batch must write, and the batched upsert.
+"""The device registry, and the one place of its SQL: the touches a batch must
+write and their batched upsert, provisioning and decommissioning, and the device
+queries of the API (with "online" from the configured windows).
 
 A device is written on its first message seen by this worker, when its hints or
 status change, and otherwise at most once per `resolution` for its last-seen time:
@@ -7,14 +9,18 @@ the registry is updated in batches, never per message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
+from adapters import CLASSES
 from ingest.batch import DeviceTouch
+from ingest.config import RollupConfig
+from ingest.indicators.provisioning import Record
+from ingest.indicators.regions import PROVINCE, UNKNOWN, region_keys
 
 UPSERT = """
 INSERT INTO devices AS d (device_id, class, first_seen, last_seen, last_ts, region, site, name,
@@ -111,3 +117,106 @@ def upsert_args(written: list[tuple[str, DeviceTouch]]) -> tuple[list[Any], ...]
         cols[7].append(t.status_at)
         cols[8].append(t.automated_at)
     return cols
+
+
+PROVISION = """
+INSERT INTO devices AS d (device_id, class, region, site, name, provisioned, attributes, provisioned_at)
+SELECT u.device_id, u.class, u.region, u.site, u.name, true, u.attributes::jsonb, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+     AS u(device_id, class, region, site, name, attributes)
+ORDER BY u.device_id
+ON CONFLICT (device_id) DO UPDATE SET
+    region = COALESCE(EXCLUDED.region, d.region),
+    site = COALESCE(EXCLUDED.site, d.site),
+    name = COALESCE(EXCLUDED.name, d.name),
+    provisioned = true,
+    attributes = d.attributes || EXCLUDED.attributes,
+    provisioned_at = COALESCE(d.provisioned_at, now()),
+    decommissioned_at = NULL
+WHERE d.class = EXCLUDED.class
+RETURNING device_id
+"""
+
+
+async def provision(conn: Any, records: Iterable[Record]) -> list[str]:
+    """Provision or update; returns the ids whose stored class differs (refused)."""
+    recs = list(records)
+    if not recs:
+        return []
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    for r in recs:
+        attrs = orjson.dumps(dict(r.attributes)).decode()
+        values = (r.device_id, r.device_class, r.region, r.site, r.name, attrs)
+        for col, value in zip(cols, values, strict=True):
+            col.append(value)
+    done = {row["device_id"] for row in await conn.fetch(PROVISION, *cols)}
+    return sorted({r.device_id for r in recs} - done)
+
+
+async def decommission(conn: Any, device_id: str) -> bool:
+    status = await conn.execute(
+        "UPDATE devices SET decommissioned_at = now() WHERE device_id = $1 AND decommissioned_at IS NULL",
+        device_id,
+    )
+    return bool(status != "UPDATE 0")
+
+
+def _online_sql(cfg: RollupConfig, now_param: str) -> str:
+    """SQL for 'online' with the per-class windows inlined (they are integers)."""
+    cases = " ".join(f"WHEN '{c}' THEN {cfg.online_s(c)}" for c in (k.name for k in CLASSES))
+    return (
+        f"(d.last_seen IS NOT NULL AND d.last_seen <= {now_param} AND d.last_seen >= {now_param} - "
+        f"make_interval(secs => CASE d.class {cases} ELSE 0 END) "
+        "AND d.status IS DISTINCT FROM 'offline')"
+    )
+
+
+_COLUMNS = (
+    "d.device_id, d.class, d.region, d.site, d.name, d.provisioned, d.attributes::text AS attributes, "
+    "d.meta::text AS meta, d.first_seen, d.last_seen, d.status, d.decommissioned_at"
+)
+
+
+async def list_devices(
+    conn: Any,
+    cfg: RollupConfig,
+    now: datetime,
+    limit: int,
+    device_class: str | None = None,
+    region: str | None = None,
+    online: bool | None = None,
+    after: str | None = None,
+) -> list[Any]:
+    """Devices not decommissioned, by id, after `after`; `region` a validated key
+    (the province takes every device, `unknown` those without a known region)."""
+    where = ["d.decommissioned_at IS NULL"]
+    args: list[Any] = [now]
+    if device_class is not None:
+        args.append(device_class)
+        where.append(f"d.class = ${len(args)}")
+    if region == UNKNOWN:
+        args.append(sorted(region_keys() - {PROVINCE}))
+        where.append(f"(d.region IS NULL OR NOT d.region = ANY(${len(args)}::text[]))")
+    elif region is not None and region != PROVINCE:
+        args.append(region)
+        where.append(f"d.region = ${len(args)}")
+    online_sql = _online_sql(cfg, "$1")
+    if online is not None:
+        where.append(online_sql if online else f"NOT {online_sql}")
+    if after is not None:
+        args.append(after)
+        where.append(f"d.device_id > ${len(args)}")
+    sql = (
+        f"SELECT {_COLUMNS}, {online_sql} AS online FROM devices d WHERE {' AND '.join(where)} "
+        f"ORDER BY d.device_id LIMIT {int(limit)}"
+    )
+    return list(await conn.fetch(sql, *args))
+
+
+async def get_device(conn: Any, cfg: RollupConfig, device_id: str, now: datetime) -> Any:
+    """One device (decommissioned too) with its online flag, or None."""
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS}, {_online_sql(cfg, '$2')} AS online FROM devices d WHERE d.device_id = $1",
+        device_id,
+        now,
+    )

@@ -17,9 +17,10 @@ import asyncpg
 from aiohttp import web
 
 from ingest import deadletters
+from ingest.appctx import AppContext
 from ingest.clidb import where
 from ingest.config import Config
-from ingest.http import AppContext, make_app
+from ingest.http import make_app
 from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate

@@ -2,7 +2,7 @@
 targets, per region, and the service's health, as one server-rendered HTML page
 with no scripts and no external assets, for operators without Grafana at hand.
 
-It shows the figures of the progress API (the same `item()` of the latest rollup),
+It shows the figures of the progress API (the same report, ingest.report),
 aggregates only: no device is named, so it needs no token (docs/operations.md).
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from adapters import CLASSES as DEVICE_CLASSES
-from ingest.api.indicators import item, latest, years
-from ingest.http import CTX
+from ingest import report
+from ingest.appctx import CTX
 from ingest.indicators.regions import PROVINCE, regions
 
 CLASSES = tuple(c.name for c in DEVICE_CLASSES)
@@ -115,13 +115,12 @@ async def status_page(request: web.Request) -> web.Response:
     region = request.query.get("region", PROVINCE)
     if region not in names:
         raise web.HTTPBadRequest(text=f"unknown region {region!r}; known: {', '.join(names)}")
-    res = await latest(ctx)
     rollup = ctx.rollup
-    ys = [str(y) for y in years(rollup)]
-    items = [
-        item(ind, res.figures[(ind.key, region)], region, res.as_of, years(rollup))
-        for ind in rollup.catalogue.indicators
-    ]
+    if rollup is None or ctx.pool is None:
+        raise web.HTTPServiceUnavailable(text="the indicator rollup is not running in this process")
+    res = await rollup.current(ctx.pool)
+    ys = [str(y) for y in report.years(rollup.catalogue)]
+    items = report.report(rollup.catalogue, res, region).items
     here = names[region]
     nav = "".join(
         f'<a href="/?region={escape(r.key)}"{" class=on" if r.key == region else ""}>'
@@ -158,12 +157,7 @@ async def status_page(request: web.Request) -> web.Response:
     matrix = []
     for r in known:
         cells = []
-        for ind in rollup.catalogue.indicators:
-            fig = res.figures.get((ind.key, r.key))
-            one = item(ind, fig, r.key, res.as_of, years(rollup)) if fig is not None else None
-            if one is None:
-                cells.append('<td class="cell">—</td>')
-                continue
+        for one in report.report(rollup.catalogue, res, r.key).items:
             p = one["progress"].get(last)
             extra = f" ({100 * p:.0f} %)" if p is not None else ""
             cells.append(f'<td class="cell">{escape(fmt(one["value"], one["unit"]))}{extra}</td>')

@@ -10,8 +10,8 @@ from typing import Any, NoReturn
 import orjson
 from aiohttp import web
 
+from ingest.appctx import CTX
 from ingest.config import Token, hash_token
-from ingest.http import CTX
 from ingest.indicators.regions import UNKNOWN, region_keys
 
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from adapters import CLASSES, REASONS
 from ingest import audit, deadletters
 from ingest.api.common import actor, bad, error, int_param, json_response, require, role_of, time_param
+from ingest.appctx import CTX
 from ingest.dispatch import Dispatcher
-from ingest.http import CTX
 
 _CLASSES = tuple(c.name for c in CLASSES)
 

@@ -10,10 +10,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ingest import deadletters
+from ingest import deadletters, registry
 from ingest.api.common import bad, error, int_param, json_response, require, time_param
-from ingest.config import RollupConfig
-from ingest.http import CTX
+from ingest.appctx import CTX
 from ingest.indicators import provisioning as prov
 from ingest.indicators.regions import UNKNOWN, normalise, region_keys
 
@@ -23,16 +22,6 @@ _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 
 def _iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z") if ts else None
-
-
-def _online_sql(cfg: RollupConfig, now_param: str) -> str:
-    """SQL for 'online' with the per-class windows inlined (they are integers)."""
-    cases = " ".join(f"WHEN '{c}' THEN {cfg.online_s(c)}" for c in prov.CLASS_INDEX)
-    return (
-        f"(d.last_seen IS NOT NULL AND d.last_seen <= {now_param} AND d.last_seen >= {now_param} - "
-        f"make_interval(secs => CASE d.class {cases} ELSE 0 END) "
-        "AND d.status IS DISTINCT FROM 'offline')"
-    )
 
 
 def _device(row: Any) -> dict[str, Any]:
@@ -55,12 +44,6 @@ def _device(row: Any) -> dict[str, Any]:
     }
 
 
-_COLUMNS = (
-    "d.device_id, d.class, d.region, d.site, d.name, d.provisioned, d.attributes::text AS attributes, "
-    "d.meta::text AS meta, d.first_seen, d.last_seen, d.status, d.decommissioned_at"
-)
-
-
 def _cursor(raw: str) -> str:
     if not raw or not set(raw) <= _B64:
         bad("cursor", "not a cursor returned by this API")
@@ -77,39 +60,23 @@ async def list_devices(request: web.Request) -> web.Response:
     require(request, "read")
     ctx = request.app[CTX]
     q = request.query
-    where = ["d.decommissioned_at IS NULL"]
-    args: list[Any] = [datetime.now(UTC)]
-    if "class" in q:
-        if q["class"] not in prov.CLASS_INDEX:
-            bad("class", f"expected one of {', '.join(prov.CLASS_INDEX)}")
-        args.append(q["class"])
-        where.append(f"d.class = ${len(args)}")
+    if "class" in q and q["class"] not in prov.CLASS_INDEX:
+        bad("class", f"expected one of {', '.join(prov.CLASS_INDEX)}")
+    region = None
     if "region" in q:
         region = "guian" if q["region"].lower() == "guian" else q["region"]
-        # the province (520000) takes every device: no condition
-        if region == UNKNOWN:
-            args.append(sorted(region_keys() - {"520000"}))
-            where.append(f"(d.region IS NULL OR NOT d.region = ANY(${len(args)}::text[]))")
-        elif region in region_keys() and region != "520000":
-            args.append(region)
-            where.append(f"d.region = ${len(args)}")
-        elif region != "520000":
+        if region not in region_keys() and region != UNKNOWN:
             bad("region", f"unknown region {q['region']!r}: see GET /api/v1/regions")
-    online = _online_sql(ctx.cfg.rollup, "$1")
+    online = None
     if "online" in q:
         if q["online"] not in ("true", "false"):
             bad("online", "expected true or false")
-        where.append(online if q["online"] == "true" else f"NOT {online}")
-    if "cursor" in q:
-        args.append(_cursor(q["cursor"]))
-        where.append(f"d.device_id > ${len(args)}")
+        online = q["online"] == "true"
+    after = _cursor(q["cursor"]) if "cursor" in q else None
     limit = int_param(request, "limit", 100, 1, 1000)
-    sql = (
-        f"SELECT {_COLUMNS}, {online} AS online FROM devices d WHERE {' AND '.join(where)} "
-        f"ORDER BY d.device_id LIMIT {limit + 1}"
-    )
     async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *args)
+        rows = await registry.list_devices(conn, ctx.cfg.rollup, datetime.now(UTC), limit + 1,
+                                           q.get("class"), region, online, after)  # fmt: skip
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = base64.urlsafe_b64encode(rows[-1]["device_id"].encode()).decode().rstrip("=") if more else None
@@ -120,13 +87,8 @@ async def _fetch_device(request: web.Request, device_id: str) -> Any:
     ctx = request.app[CTX]
     if "\x00" in device_id:  # PostgreSQL text cannot hold NUL: no such device
         raise error(404, "not_found", "no such device")
-    online = _online_sql(ctx.cfg.rollup, "$2")
     async with ctx.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS}, {online} AS online FROM devices d WHERE d.device_id = $1",
-            device_id,
-            datetime.now(UTC),
-        )
+        row = await registry.get_device(conn, ctx.cfg.rollup, device_id, datetime.now(UTC))
     if row is None:
         raise error(404, "not_found", f"no device {device_id!r}")
     return row
@@ -205,7 +167,7 @@ async def _json_body(request: web.Request) -> Any:
 async def _apply(request: web.Request, records: list[prov.Record]) -> list[str]:
     ctx = request.app[CTX]
     async with ctx.pool.acquire() as conn, conn.transaction():
-        refused = await prov.upsert(conn, records)
+        refused = await registry.provision(conn, records)
         if refused:
             raise error(
                 409,
@@ -261,5 +223,5 @@ async def delete_device(request: web.Request) -> web.Response:
     dev = request.match_info["device_id"]
     await _fetch_device(request, dev)  # 404 when unknown
     async with ctx.pool.acquire() as conn:
-        await prov.decommission(conn, dev)
+        await registry.decommission(conn, dev)
     return web.Response(status=204)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ingest.api.common import bad, error, json_response, require
-from ingest.http import CTX
+from ingest.appctx import CTX
 from ingest.sources.ocpp_store import new_key
 
 _CP_ID = re.compile(r"[A-Za-z0-9._:\-]{1,48}")

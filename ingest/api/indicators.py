@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 from aiohttp import web
 
+from ingest import report
 from ingest.api.common import (
     bad,
     error,
@@ -20,94 +18,39 @@ from ingest.api.common import (
     step_param,
     time_param,
 )
-from ingest.http import CTX, AppContext
+from ingest.appctx import CTX, AppContext
 from ingest.indicators import store
 from ingest.indicators.catalogue import Indicator
-from ingest.indicators.compute import Figure, RollupResult
-from ingest.indicators.progress import progress, status
 from ingest.indicators.regions import PROVINCE, UNKNOWN, regions
 from ingest.indicators.runner import Rollup
-
-
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _rollup(ctx: AppContext) -> Rollup:
     if ctx.rollup is None or ctx.pool is None:
         raise error(503, "unavailable", "the indicator rollup is not running in this process")
-    r: Rollup = ctx.rollup
-    return r
-
-
-async def latest(ctx: AppContext) -> RollupResult:
-    """The latest rollup, computing one now if none has run yet."""
-    r = _rollup(ctx)
-    if r.latest is None:
-        await r.run_once(ctx.pool)
-    assert r.latest is not None
-    return r.latest
-
-
-def years(r: Rollup) -> list[int]:
-    return sorted({t.year for i in r.catalogue.indicators for t in i.targets})
-
-
-def item(ind: Indicator, fig: Figure, region: str, as_of: datetime, all_years: list[int]) -> dict[str, Any]:
-    targets = {t.year: t for t in ind.targets_for(region, PROVINCE)}
-    return {
-        "key": ind.key,
-        "name_zh": ind.name_zh,
-        "name_en": ind.name_en,
-        "unit": ind.unit,
-        "device_class": ind.device_class,
-        "formula": ind.formula,
-        "value": fig.value,
-        "interim": fig.interim,
-        "targets": {str(y): (targets[y].value if y in targets else None) for y in all_years},
-        "stretch": {str(y): targets[y].stretch for y in all_years if y in targets},
-        "direction": ind.direction,
-        "progress": {
-            str(y): (progress(fig.value, targets[y].value, ind.direction) if y in targets else None)
-            for y in all_years
-        },
-        "status": status(fig.value, tuple(targets.values()), ind.direction, as_of),
-        "lead": ind.lead,
-        "clause": ind.clause,
-        "inputs": dict(fig.inputs),
-    }
-
-
-def _csv(items: list[dict[str, Any]], all_years: list[int], region: str, as_of: str) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    head = ["as_of", "region", "key", "name_zh", "name_en", "unit", "value", "interim", "direction"]
-    head += [f"target_{y}" for y in all_years] + [f"progress_{y}" for y in all_years] + ["status"]
-    w.writerow(head)
-    for it in items:
-        row = [as_of, region, it["key"], it["name_zh"], it["name_en"], it["unit"], it["value"]]
-        row += [str(it["interim"]).lower(), it["direction"]]
-        row += [it["targets"][str(y)] for y in all_years] + [it["progress"][str(y)] for y in all_years]
-        w.writerow([*("" if v is None else v for v in row), it["status"]])
-    return buf.getvalue().encode()
+    return ctx.rollup
 
 
 async def list_indicators(request: web.Request) -> web.Response:
+    """One region's indicators, or with `region=all` every region's in one response."""
     require(request, "read")
     ctx = request.app[CTX]
-    region = region_param(request)
+    everywhere = request.query.get("region") == "all"
+    region = PROVINCE if everywhere else region_param(request)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         bad("format", "expected json or csv")
-    res = await latest(ctx)
     r = _rollup(ctx)
-    ys = years(r)
-    items = [
-        item(ind, res.figures[(ind.key, region)], region, res.as_of, ys) for ind in r.catalogue.indicators
-    ]
+    res = await r.current(ctx.pool)
+    keys = report.region_keys() if everywhere else [region]
+    reports = [report.report(r.catalogue, res, key) for key in keys]
     if fmt == "csv":
-        return etag_response(request, _csv(items, ys, region, _iso(res.as_of)), "text/csv")
-    body = {"as_of": _iso(res.as_of), "region": region, "plan": r.catalogue.plan, "indicators": items}
+        return etag_response(request, report.to_csv(reports, report.years(r.catalogue)), "text/csv")
+    if everywhere:
+        body = {"as_of": report.iso(res.as_of), "region": "all", "plan": r.catalogue.plan,
+                "regions": [{"region": rep.region, "indicators": rep.items} for rep in reports]}  # fmt: skip
+    else:
+        body = reports[0].as_json()
     return etag_response(request, orjson.dumps(body), "application/json")
 
 
@@ -124,9 +67,8 @@ async def get_indicator(request: web.Request) -> web.Response:
     region = region_param(request)
     r = _rollup(ctx)
     ind = _indicator(r, request.match_info["key"])
-    res = await latest(ctx)
-    body = {"as_of": _iso(res.as_of), "region": region, **item(ind, res.figures[(ind.key, region)],
-                                                                 region, res.as_of, years(r))}  # fmt: skip
+    res = await r.current(ctx.pool)
+    body = {"as_of": report.iso(res.as_of), "region": region, **report.one(r.catalogue, res, ind, region)}
     return etag_response(request, orjson.dumps(body), "application/json")
 
 
@@ -146,12 +88,12 @@ async def indicator_history(request: web.Request) -> web.Response:
         bad("step", "more than 10000 points between from and to: use a larger step")
     async with ctx.pool.acquire() as conn:
         rows = await store.history(conn, ind.key, region, start, end, step)
-    points = [{"ts": _iso(row["ts"]), "value": row["value"], "interim": row["interim"]} for row in rows]
+    points = [{"ts": report.iso(row["ts"]), "value": row["value"], "interim": row["interim"]} for row in rows]
     body = {
         "key": ind.key,
         "region": region,
-        "from": _iso(start),
-        "to": _iso(end),
+        "from": report.iso(start),
+        "to": report.iso(end),
         "step_s": int(step.total_seconds()),
         "points": points,
     }
@@ -173,4 +115,4 @@ async def run_rollup(request: web.Request) -> web.Response:
     require(request, "admin")
     ctx = request.app[CTX]
     res = await _rollup(ctx).run_once(ctx.pool)
-    return json_response({"as_of": _iso(res.as_of), "duration_s": res.duration_s})
+    return json_response({"as_of": report.iso(res.as_of), "duration_s": res.duration_s})

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.indicators.progress import progress
-from ingest.indicators.regions import PROVINCE
+from ingest import report
 from ingest.indicators.runner import Rollup
 
 
@@ -54,19 +53,20 @@ class IndicatorCollector(Collector):
         fam = self._families()
         latest = self.rollup.latest
         if latest is not None:
-            for (key, region), fig in latest.figures.items():
-                ind = self.rollup.catalogue.get(key)
-                if ind is None:  # pragma: no cover - the catalogue made the figures
-                    continue
-                if fig.value is not None:
-                    fam["value"].add_metric([key, region], fig.value)
-                fam["interim"].add_metric([key, region], 1.0 if fig.interim else 0.0)
-                for t in ind.targets_for(region, PROVINCE):
-                    year = str(t.year)
-                    fam["target"].add_metric([key, region, year], t.value)
-                    p = progress(fig.value, t.value, ind.direction)
-                    if p is not None:
-                        fam["progress"].add_metric([key, region, year], p)
+            # the same report as the API's and the status page's (ingest.report)
+            for region in report.region_keys():
+                for it in report.report(self.rollup.catalogue, latest, region).items:
+                    key = it["key"]
+                    if it["value"] is not None:
+                        fam["value"].add_metric([key, region], it["value"])
+                    fam["interim"].add_metric([key, region], 1.0 if it["interim"] else 0.0)
+                    for year, target in it["targets"].items():
+                        if target is None:
+                            continue
+                        fam["target"].add_metric([key, region, year], target)
+                        p = it["progress"][year]
+                        if p is not None:
+                            fam["progress"].add_metric([key, region, year], p)
             for (cls, region), (built, online) in latest.fleet.items():
                 fam["built"].add_metric([cls, region], built)
                 fam["online"].add_metric([cls, region], online)

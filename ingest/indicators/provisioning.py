@@ -1,4 +1,4 @@
-"""Provisioning records: validation (pure) and the upsert into `devices`.
+"""Provisioning records: validation (pure). Writing them is ingest.registry's.
 
 A record is {device_id, class, region, site, name, attributes}. Attributes are the
 class's declared meta fields (adapters) plus the provisioning-only rack counts of a
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import orjson
 
 from adapters import CLASSES, MetaField
 from ingest.indicators.regions import PROVINCE, region_keys
@@ -148,45 +146,3 @@ def check_unique(records: Sequence[Record]) -> None:
         if r.device_id in seen:
             raise ProvisioningError(f"record[{i}].device_id", f"{r.device_id!r} appears twice")
         seen.add(r.device_id)
-
-
-UPSERT = """
-INSERT INTO devices AS d (device_id, class, region, site, name, provisioned, attributes, provisioned_at)
-SELECT u.device_id, u.class, u.region, u.site, u.name, true, u.attributes::jsonb, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-     AS u(device_id, class, region, site, name, attributes)
-ORDER BY u.device_id
-ON CONFLICT (device_id) DO UPDATE SET
-    region = COALESCE(EXCLUDED.region, d.region),
-    site = COALESCE(EXCLUDED.site, d.site),
-    name = COALESCE(EXCLUDED.name, d.name),
-    provisioned = true,
-    attributes = d.attributes || EXCLUDED.attributes,
-    provisioned_at = COALESCE(d.provisioned_at, now()),
-    decommissioned_at = NULL
-WHERE d.class = EXCLUDED.class
-RETURNING device_id
-"""
-
-
-async def upsert(conn: Any, records: Iterable[Record]) -> list[str]:
-    """Provision or update; returns the ids whose stored class differs (refused)."""
-    recs = list(records)
-    if not recs:
-        return []
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
-    for r in recs:
-        attrs = orjson.dumps(dict(r.attributes)).decode()
-        values = (r.device_id, r.device_class, r.region, r.site, r.name, attrs)
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    done = {row["device_id"] for row in await conn.fetch(UPSERT, *cols)}
-    return sorted({r.device_id for r in recs} - done)
-
-
-async def decommission(conn: Any, device_id: str) -> bool:
-    status = await conn.execute(
-        "UPDATE devices SET decommissioned_at = now() WHERE device_id = $1 AND decommissioned_at IS NULL",
-        device_id,
-    )
-    return bool(status != "UPDATE 0")

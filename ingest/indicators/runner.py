@@ -45,6 +45,14 @@ class Rollup:
         result.duration_s = time.perf_counter() - started
         return result
 
+    async def current(self, pool: Any) -> RollupResult:
+        """The latest rollup; before the first one has finished, figures computed now
+        and not stored (a reader never writes)."""
+        if self.latest is not None:
+            return self.latest
+        async with pool.acquire() as conn:
+            return await self.compute(conn)
+
     async def run_once(self, pool: Any, now: datetime | None = None) -> RollupResult:
         """Bring late readings into the aggregates, compute, store the snapshot, and
         make it the latest."""

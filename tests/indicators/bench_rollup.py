@@ -18,7 +18,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ingest import config
-from ingest.http import AppContext, make_app
+from ingest.appctx import AppContext
+from ingest.http import make_app
 from ingest.indicators import Rollup, load_catalogue
 from ingest.migrate import migrate
 from tests.services import create_database, drop_database
