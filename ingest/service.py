@@ -107,8 +107,14 @@ class Service:
             "pending_messages": self.pipeline.pending_messages,
             "committed_messages": self.pipeline.committed_messages,
             "edge_connections": {s.name: s.connections for s in self._edge()},
+            "last_commit_age_s": self._commit_age(),
             "uptime_s": round(time.time() - self.started, 1),
         }
+
+    def _commit_age(self) -> float | None:
+        """Seconds since the last commit, None before the first."""
+        at = self.metrics.registry.get_sample_value("ingest_last_commit_timestamp_seconds") or 0.0
+        return round(time.time() - at, 1) if at else None
 
     def stop(self) -> None:
         self._stop.set()

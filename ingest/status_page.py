@@ -1,26 +1,29 @@
 """The status page at `/`: the plan's indicators with progress bars against their
-targets, per region, and the service's health, as one server-rendered HTML page
-with no scripts and no external assets, for operators without Grafana at hand.
+targets, per region, the service's health and the messages it refused, as one
+server-rendered HTML page with no scripts and no external assets (it reloads itself
+every 30 s), for operators without Grafana at hand.
 
-It shows the figures of the progress API (the same report, ingest.report),
-aggregates only: no device is named, so it needs no token (docs/operations.md).
+It shows the figures of the progress API (the same report, ingest.report). Besides
+aggregates it names the devices of the latest few refusals (id, reason, detail) —
+never payloads, which need the API's admin role (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
 from aiohttp import web
 
 from adapters import CLASSES as DEVICE_CLASSES
-from ingest import report
+from ingest import deadletters, report
 from ingest.appctx import CTX
 from ingest.indicators.regions import PROVINCE, regions
 
 CLASSES = tuple(c.name for c in DEVICE_CLASSES)
+REFRESH_S = 30  # the page reloads itself: an operator leaves it open
 STATUS_TEXT = {
     "met": "met",
     "on_track": "on track",
@@ -60,6 +63,10 @@ dt{font-size:12px;color:#5a6772}dd{margin:0;font-weight:600}
 td.cell{font-size:12px;white-space:nowrap}
 #all-regions td:first-child{white-space:nowrap}
 #all-regions{overflow-x:auto}
+#all-regions table{table-layout:fixed}#all-regions th{white-space:normal;overflow-wrap:anywhere}
+#all-regions td.cell{white-space:normal}
+td.detail{font-size:12px;color:#5a6772;overflow-wrap:anywhere}
+h3{font-size:14px;margin:12px 0 6px}
 """
 
 
@@ -101,11 +108,48 @@ def _health(health: dict[str, Any], rollup_at: datetime | None) -> str:
     rows = [("status", f'<span class="badge {escape(status)}">{escape(status)}</span>')]
     for key, value in health.items():
         if key != "status":
-            rows.append((key.replace("_", " "), escape(str(value))))
+            rows.append((key.replace("_", " "), escape(_word(value))))
     if rollup_at is not None:
         rows.append(("last rollup", escape(rollup_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))))
     body = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
     return f'<section id="health"><h2>Service health</h2><dl>{body}</dl></section>'
+
+
+def _word(value: Any) -> str:
+    """Booleans as words for people, the rest as text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _rejections(by_reason: dict[str, int], latest: list[Any]) -> str:
+    """Dead letters of the last hour by reason (a rate per minute), the latest few
+    with device and reason, and where to read the rest."""
+    total = sum(by_reason.values())
+    rates = "".join(
+        f'<tr data-reason="{escape(r)}"><td>{escape(r)}</td><td class="num">{n:,}</td>'
+        f'<td class="num">{n / 60:.2f}</td></tr>'
+        for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1])
+    ) or '<tr><td colspan="3">none in the last hour</td></tr>'
+    recent = "".join(
+        f'<tr data-dead-letter="{row["id"]}">'
+        f'<td>{escape(row["received_at"].astimezone(UTC).strftime("%H:%M:%S"))}</td>'
+        f"<td>{escape(row['device_id'] or '—')}</td><td>{escape(row['reason'])}</td>"
+        f'<td class="detail">{escape(row["detail"][:160])}</td></tr>'
+        for row in latest
+    ) or '<tr><td colspan="4">none</td></tr>'
+    return (
+        f'<section id="rejections"><h2>Rejected messages: {total:,} in the last hour</h2>'
+        "<table><thead><tr><th>reason</th><th>last hour</th><th>per minute</th></tr></thead>"
+        f"<tbody>{rates}</tbody></table>"
+        "<h3>Latest</h3><table><thead><tr><th>received (UTC)</th><th>device</th><th>reason</th>"
+        f"<th>detail</th></tr></thead><tbody>{recent}</tbody></table>"
+        '<p class="tgt">All of them, with their raw bytes: '
+        '<a href="/api/v1/dead-letters">/api/v1/dead-letters</a> '
+        "(docs/api.md), or <code>ingest dead-letters list</code>.</p></section>"
+    )
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -121,6 +165,10 @@ async def status_page(request: web.Request) -> web.Response:
     res = await rollup.current(ctx.pool)
     ys = [str(y) for y in report.years(rollup.catalogue)]
     items = report.report(rollup.catalogue, res, region).items
+    now = datetime.now(UTC)
+    async with ctx.pool.acquire() as conn:
+        by_reason = await deadletters.counts(conn, now - timedelta(hours=1))
+        latest_refusals, _ = await deadletters.page(conn, deadletters.Filter(), 5)
     here = names[region]
     nav = "".join(
         f'<a href="/?region={escape(r.key)}"{" class=on" if r.key == region else ""}>'
@@ -153,7 +201,8 @@ async def status_page(request: web.Request) -> web.Response:
         for c in CLASSES
     )
     last = ys[-1] if ys else ""
-    matrix_head = "".join(f"<th>{escape(it['key'])}</th>" for it in items)
+    # Headers that wrap (words, not one long key) keep the table within 1,280 px.
+    matrix_head = "".join(f"<th title=\"{escape(it['key'])}\">{escape(it['name_en'])}</th>" for it in items)
     matrix = []
     for r in known:
         cells = []
@@ -169,12 +218,14 @@ async def status_page(request: web.Request) -> web.Response:
     page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_S}">
 <title>新型基础设施 · plan progress · {escape(here.name_en)}</title>
 <style>{CSS}</style></head>
 <body><header><h1>{escape(rollup.catalogue.title_zh)}</h1>
 <p>{escape(rollup.catalogue.title_en)} · {escape(rollup.catalogue.plan)} · as of {escape(as_of)}</p></header>
 <main>
 {_health(ctx.health(), last_rollup)}
+{_rejections(by_reason, latest_refusals)}
 <section id="regions"><h2>Region</h2><nav>{nav}</nav></section>
 <section id="indicators" data-region="{escape(region)}">
 <h2>{escape(here.name_zh)} {escape(here.name_en)}: indicators against the plan's targets</h2>

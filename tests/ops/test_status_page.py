@@ -1,6 +1,8 @@
 """The status page at `/`, rendered by a real headless Chromium (Debian's package):
 it shows the figures the progress API returns, with progress bars against both
-targets, per region, and the service's health; the screenshot is checked."""
+targets, per region, the service's health and a rejection; at 1,280 px it needs no
+horizontal scrolling (measured in the page over the DevTools protocol); the
+screenshot is checked."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ingest.status_page import fmt
+from tests.mqttclient import publish
 from tests.ops.live import fed_service
-from tests.services import Broker
+from tests.services import Broker, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = (
@@ -45,6 +50,45 @@ def chromium(*args: str) -> str:
     return r.stdout
 
 
+async def page_width(url: str, width: int) -> tuple[int, int]:
+    """(scroll width, viewport width) of `url` in Chromium at `width` px, read from
+    the loaded page over the DevTools protocol."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ingest-chromium-") as profile:
+        proc = await asyncio.create_subprocess_exec(
+            CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
+            f"--window-size={width},900", url, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http:
+                targets: list[dict[str, Any]] = []
+                for _ in range(200):  # Chromium takes a moment to listen
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
+                            targets = [t for t in await r.json() if t["type"] == "page"]
+                        if targets:
+                            break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+                async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                    expr = "document.readyState === 'complete' ? " \
+                           "[document.documentElement.scrollWidth, window.innerWidth] : null"  # fmt: skip
+                    for n in range(1, 200):
+                        params = {"expression": expr, "returnByValue": True}
+                        await ws.send_json({"id": n, "method": "Runtime.evaluate", "params": params})
+                        while (msg := await ws.receive_json()).get("id") != n:
+                            pass
+                        value = msg["result"]["result"].get("value")
+                        if value:
+                            return int(value[0]), int(value[1])
+                        await asyncio.sleep(0.1)
+            raise AssertionError("the page did not load")
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.load(r)
@@ -60,6 +104,7 @@ class Cells(HTMLParser):
         self.row: str | None = None
         self.in_value = False
         self.health = False
+        self.dead_letters = 0
         self.text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -74,6 +119,8 @@ class Cells(HTMLParser):
             self.rows[self.row]["progress"].append(a["data-progress"])
         elif tag == "section" and a.get("id") == "health":
             self.health = True
+        elif tag == "tr" and a.get("data-dead-letter"):
+            self.dead_letters += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td":
@@ -127,6 +174,10 @@ def png_pixels(data: bytes) -> tuple[int, int, Counter[tuple[int, int, int]]]:
 async def test_status_page_in_chromium_shows_the_api_figures(mqtt_broker: Broker, db_url: str) -> None:
     async with fed_service(mqtt_broker, db_url) as svc:
         base = f"http://127.0.0.1:{svc.http_port}"
+        done = svc.pipeline.committed_messages
+        bad = ("gz/v1/reservoir/res-z9/telemetry", b'{"ts": "2024-01-01T00:00:00Z", "metrics": {"lvl": 1}}')
+        await asyncio.to_thread(publish, mqtt_broker.port, [bad])
+        await asyncio.wait_for(svc.pipeline.wait_committed(done + 1), 20)
         for region in ("520000", "guian"):
             api = await asyncio.to_thread(get_json, f"{base}/api/v1/indicators?region={region}")
             dom = await asyncio.to_thread(chromium, "--dump-dom", f"{base}/?region={region}")
@@ -146,12 +197,18 @@ async def test_status_page_in_chromium_shows_the_api_figures(mqtt_broker: Broker
                 for g, w in zip(got, want, strict=True):
                     assert (g is None and w is None) or abs(g - w) < 1e-6, (ind["key"], g, w)
             text = " ".join(page.text)
-            assert "mqtt connected" in text and "last rollup" in text
+            assert "mqtt connected" in text and "last rollup" in text and "last commit age s" in text
+            assert "True" not in text and "False" not in text  # booleans as words
+            assert page.dead_letters >= 1 and "res-z9" in text and "unknown_metric" in text
+            assert "lvl" in text and "in the last hour" in text
+            assert '<meta http-equiv="refresh"' in dom
         # The fleet's data-centre figures reach the page (not only empty rows).
         guian = {i["key"]: i for i in api["indicators"]}
         assert guian["dc_standard_racks"]["value"] == 9000
         assert guian["dc_rack_utilization"]["progress"]["2024"] > 1  # 66.7 % of racks in service
 
+        scroll, viewport = await page_width(f"{base}/", 1280)
+        assert scroll <= viewport, f"the page is {scroll} px wide at {viewport} px: it scrolls sideways"
         with tempfile.TemporaryDirectory(prefix="ingest-shot-") as d:
             shot = Path(d) / "status.png"
             await asyncio.to_thread(
