@@ -88,26 +88,20 @@ class Filter:
         return out
 
 
-Cursor = tuple[datetime, int]  # (received_at, id) of the last letter of a page
-
-
-async def page(
-    conn: Any, f: Filter, limit: int, after: Cursor | None = None
-) -> tuple[list[Any], Cursor | None]:
-    """Newest first; the cursor to pass for the next page, or None after the last."""
+async def page(conn: Any, f: Filter, limit: int, before: int | None = None) -> tuple[list[Any], int | None]:
+    """Newest first (by id: letters are stored as they arrive), the letters with an id
+    below `before`; the id to pass for the next page, or None after the last."""
     args: list[Any] = []
     where = f.where(args)
-    if after is not None:
-        args.extend(after)
-        where += f" AND (received_at, id) < (${len(args) - 1}, ${len(args)})"
+    if before is not None:
+        args.append(before)
+        where += f" AND id < ${len(args)}"
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY received_at DESC, id DESC "
-        f"LIMIT {int(limit) + 1}",
-        *args,
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY id DESC LIMIT {int(limit) + 1}", *args
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, ((rows[-1]["received_at"], rows[-1]["id"]) if more else None)
+    return rows, (rows[-1]["id"] if more else None)
 
 
 async def get(conn: Any, letter_id: int) -> Any:

@@ -74,30 +74,20 @@ def filter_of(request: web.Request) -> deadletters.Filter:
     )
 
 
-def _cursor_out(c: deadletters.Cursor | None) -> str | None:
-    if c is None:
-        return None
-    raw = f"{c[0].astimezone(UTC).isoformat()}|{c[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _cursor_in(raw: str) -> deadletters.Cursor:
-    try:
-        text = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
-        ts, _, n = text.partition("|")
-        return datetime.fromisoformat(ts), int(n)
-    except (ValueError, UnicodeDecodeError):
-        bad("cursor", "not a cursor returned by this API")
-
-
 async def list_dead_letters(request: web.Request) -> web.Response:
     require(request, "read")
     f = filter_of(request)
     limit = int_param(request, "limit", 100, 1, 1000)
-    after = _cursor_in(request.query["cursor"]) if "cursor" in request.query else None
+    before = None
+    if "cursor" in request.query:
+        raw = request.query["cursor"]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+            bad("cursor", "not a cursor returned by this API")
+        before = int(raw)
     async with request.app[CTX].pool.acquire() as conn:
-        rows, nxt = await deadletters.page(conn, f, limit, after)
-    return json_response({"dead_letters": [letter(r) for r in rows], "next_cursor": _cursor_out(nxt)})
+        rows, nxt = await deadletters.page(conn, f, limit, before)
+    nxt_text = None if nxt is None else str(nxt)
+    return json_response({"dead_letters": [letter(r) for r in rows], "next_cursor": nxt_text})
 
 
 async def get_dead_letter(request: web.Request) -> web.Response:

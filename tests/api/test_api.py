@@ -226,3 +226,18 @@ async def test_metrics_pass_promtool_and_are_bounded(fed: Fed) -> None:
         pair.split("=")[0] for x in lines if "{" in x for pair in x.split("{", 1)[1].split("}")[0].split(",")
     }
     assert not any("device" in name for name in label_names)  # no per-device labels
+
+
+async def test_all_regions_in_one_call(fed: Fed) -> None:
+    _, base = fed
+    status, body, _ = await get(f"{base}/api/v1/indicators?region=all")
+    assert status == 200 and body["region"] == "all"
+    regions = [r["region"] for r in body["regions"]]
+    assert regions[0] == "520000" and regions[-1] == "unknown" and len(regions) == 12
+    one = (await get(f"{base}/api/v1/indicators?region=guian"))[1]
+    guian = next(r for r in body["regions"] if r["region"] == "guian")
+    assert guian["indicators"] == one["indicators"]
+    status, text, _ = await get(f"{base}/api/v1/indicators?region=all&format=csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 12 * 9 and {r["region"] for r in rows} == set(regions)
+    assert all(r["as_of"] == body["as_of"] for r in rows)
