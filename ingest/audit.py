@@ -31,6 +31,20 @@ async def record(conn: Any, actor: str, action: str, target: str, detail: dict[s
     )
 
 
+async def record_many(conn: Any, actor: str, action: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+    """One entry per (target, detail), in one statement."""
+    if not entries:
+        return
+    await conn.execute(
+        "INSERT INTO audit_log (actor, action, target, detail) "
+        "SELECT $1, $2, t, d::jsonb FROM unnest($3::text[], $4::text[]) AS u(t, d)",
+        actor,
+        action,
+        [t for t, _ in entries],
+        [orjson.dumps(d).decode() for _, d in entries],
+    )
+
+
 async def page(
     conn: Any, limit: int, before: int | None = None, action: str | None = None, since: datetime | None = None
 ) -> list[Any]:

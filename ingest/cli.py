@@ -170,7 +170,7 @@ def cmd_indicators(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from ingest import registry
+    from ingest import audit, registry
     from ingest.indicators import provisioning as prov
 
     cfg = _load(args)
@@ -184,7 +184,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     async def go(conn: Any) -> list[str]:
         async with conn.transaction():
-            refused = await registry.provision(conn, records)
+            refused = await registry.provision(conn, records, audit.cli_actor())
             if refused:
                 raise prov.ProvisioningError("csv", f"registered under another class: {refused[:20]}")
         return refused

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from adapters import CLASSES
+from ingest import audit
 from ingest.batch import DeviceTouch
 from ingest.config import RollupConfig
 from ingest.indicators.provisioning import Record
@@ -138,11 +139,30 @@ RETURNING device_id
 """
 
 
-async def provision(conn: Any, records: Iterable[Record]) -> list[str]:
-    """Provision or update; returns the ids whose stored class differs (refused)."""
+_AUDITED = "device_id, class, region, site, name, attributes::text AS attributes, decommissioned_at"
+
+
+def _audited(row: Any) -> dict[str, Any]:
+    return {
+        "class": row["class"],
+        "region": row["region"],
+        "site": row["site"],
+        "name": row["name"],
+        "attributes": orjson.loads(row["attributes"]),
+        "decommissioned": row["decommissioned_at"] is not None,
+    }
+
+
+async def provision(conn: Any, records: Iterable[Record], actor: str) -> list[str]:
+    """Provision or update, recording each device's before and after in the audit
+    trail under `actor`; returns the ids whose stored class differs (refused, not
+    recorded). The caller holds the transaction: all or none."""
     recs = list(records)
     if not recs:
         return []
+    ids = [r.device_id for r in recs]
+    sql = f"SELECT {_AUDITED} FROM devices WHERE device_id = ANY($1::text[])"
+    before = {row["device_id"]: _audited(row) for row in await conn.fetch(sql, ids)}
     cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for r in recs:
         attrs = orjson.dumps(dict(r.attributes)).decode()
@@ -150,15 +170,23 @@ async def provision(conn: Any, records: Iterable[Record]) -> list[str]:
         for col, value in zip(cols, values, strict=True):
             col.append(value)
     done = {row["device_id"] for row in await conn.fetch(PROVISION, *cols)}
-    return sorted({r.device_id for r in recs} - done)
+    after = {row["device_id"]: _audited(row) for row in await conn.fetch(sql, sorted(done))}
+    await audit.record_many(
+        conn, actor, "provision", [(d, {"before": before.get(d), "after": after[d]}) for d in sorted(done)]
+    )
+    return sorted(set(ids) - done)
 
 
-async def decommission(conn: Any, device_id: str) -> bool:
+async def decommission(conn: Any, device_id: str, actor: str) -> bool:
+    """Decommission (recorded in the audit trail); False when it already was."""
     status = await conn.execute(
         "UPDATE devices SET decommissioned_at = now() WHERE device_id = $1 AND decommissioned_at IS NULL",
         device_id,
     )
-    return bool(status != "UPDATE 0")
+    done = bool(status != "UPDATE 0")
+    if done:
+        await audit.record(conn, actor, "decommission", device_id, {})
+    return done
 
 
 def _online_sql(cfg: RollupConfig, now_param: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ingest.api import deadletters, devices, edge, indicators
+from ingest.api import audit, deadletters, devices, edge, indicators
 from ingest.api.common import error
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
@@ -61,4 +61,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/dead-letters", deadletters.list_dead_letters)
     r.add_post("/api/v1/dead-letters/replay", deadletters.replay_dead_letters)
     r.add_get("/api/v1/dead-letters/{id}", deadletters.get_dead_letter)
+    r.add_get("/api/v1/audit", audit.list_audit)
     edge.add_routes(app)

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from ingest import deadletters, registry
-from ingest.api.common import bad, error, int_param, json_response, require, time_param
+from ingest.api.common import actor, bad, error, int_param, json_response, require, time_param
 from ingest.appctx import CTX
 from ingest.indicators import provisioning as prov
 from ingest.indicators.regions import UNKNOWN, normalise, region_keys
@@ -164,7 +164,7 @@ async def _json_body(request: web.Request) -> Any:
 async def _apply(request: web.Request, records: list[prov.Record]) -> list[str]:
     ctx = request.app[CTX]
     async with ctx.pool.acquire() as conn, conn.transaction():
-        refused = await registry.provision(conn, records)
+        refused = await registry.provision(conn, records, actor(request))
         if refused:
             raise error(
                 409,
@@ -220,5 +220,5 @@ async def delete_device(request: web.Request) -> web.Response:
     dev = request.match_info["device_id"]
     await _fetch_device(request, dev)  # 404 when unknown
     async with ctx.pool.acquire() as conn:
-        await registry.decommission(conn, dev)
+        await registry.decommission(conn, dev, actor(request))
     return web.Response(status=204)
