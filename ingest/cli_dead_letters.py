@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from adapters import CLASSES, REASONS
+from adapters import CLASSES
 from ingest import audit, deadletters
 from ingest.clidb import CliError, run
 from ingest.config import Config
@@ -26,7 +26,7 @@ def _time(text: str) -> datetime:
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reason", choices=REASONS, help="only this reason")
+    p.add_argument("--reason", choices=deadletters.ALL_REASONS, help="only this reason")
     p.add_argument("--class", dest="device_class", choices=[c.name for c in CLASSES], help="only this class")
     p.add_argument("--device", help="only this device id")
     p.add_argument("--topic-prefix", help="only topics starting with this text")

@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters import CLASSES, DecodeError
+from adapters import CLASSES, REASONS, DecodeError
 from ingest.batch import Batch
 from ingest.dispatch import Dispatcher
 from ingest.registry import RegistryCache
 from ingest.writer import TRANSIENT, Writer
 
 log = logging.getLogger(__name__)
+
+# Every reason a dead letter can carry: the adapters' closed set and the two the
+# worker adds itself (a device registered under another class; a decoder's bug).
+ALL_REASONS: tuple[str, ...] = tuple(dict.fromkeys((*REASONS, "class_mismatch", "internal_error")))
 
 _COLUMNS = (
     "id, received_at, topic, reason, detail, device_class, device_id, replayed_at, length(payload) AS size"

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters import CLASSES, REASONS
+from adapters import CLASSES
 from ingest import audit, deadletters
 from ingest.api.common import actor, bad, error, int_param, json_response, require, role_of, time_param
 from ingest.appctx import CTX
@@ -49,8 +49,8 @@ def filter_of(request: web.Request) -> deadletters.Filter:
     """The filter of the query string (reason, class, device_id, topic_prefix, from, to, replayed)."""
     q = request.query
     reason = _text(request, "reason")
-    if reason is not None and reason not in REASONS:
-        bad("reason", f"expected one of {', '.join(REASONS)}")
+    if reason is not None and reason not in deadletters.ALL_REASONS:
+        bad("reason", f"expected one of {', '.join(deadletters.ALL_REASONS)}")
     cls = _text(request, "class")
     if cls is not None and cls not in _CLASSES:
         bad("class", f"expected one of {', '.join(_CLASSES)}")
