@@ -54,7 +54,8 @@ async def page_width(url: str, width: int) -> tuple[int, int]:
     """(scroll width, viewport width) of `url` in Chromium at `width` px, read from
     the loaded page over the DevTools protocol."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="ingest-chromium-") as profile:
+    # Chromium's helpers may still write to the profile while it exits: ignore that at cleanup.
+    with tempfile.TemporaryDirectory(prefix="ingest-chromium-", ignore_cleanup_errors=True) as profile:
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
             f"--window-size={width},900", url, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -72,8 +73,8 @@ async def page_width(url: str, width: int) -> tuple[int, int]:
                         pass
                     await asyncio.sleep(0.1)
                 async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                    expr = "document.readyState === 'complete' ? " \
-                           "[document.documentElement.scrollWidth, window.innerWidth] : null"  # fmt: skip
+                    expr = (f"location.href === {json.dumps(url)} && document.readyState === 'complete' ? "
+                            "[document.documentElement.scrollWidth, window.innerWidth] : null")  # fmt: skip
                     for n in range(1, 200):
                         params = {"expression": expr, "returnByValue": True}
                         await ws.send_json({"id": n, "method": "Runtime.evaluate", "params": params})
@@ -85,7 +86,7 @@ async def page_width(url: str, width: int) -> tuple[int, int]:
                         await asyncio.sleep(0.1)
             raise AssertionError("the page did not load")
         finally:
-            proc.kill()
+            proc.terminate()
             await proc.wait()
 
 
