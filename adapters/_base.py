@@ -28,6 +28,8 @@ REASONS: Final = (
     "bad_checksum",  # native frame CRC mismatch
     "unsupported",  # well-formed native message that carries no readings
     "db_rejected",  # PostgreSQL refused the row (e.g. NUL in text)
+    "class_mismatch",  # the device is registered under another class
+    "internal_error",  # the adapter failed on this message (a bug): type and message kept
 )
 
 

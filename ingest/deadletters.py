@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # Every reason a dead letter can carry: the adapters' closed set and the two the
 # worker adds itself (a device registered under another class; a decoder's bug).
-ALL_REASONS: tuple[str, ...] = tuple(dict.fromkeys((*REASONS, "class_mismatch", "internal_error")))
+ALL_REASONS: tuple[str, ...] = REASONS
 
 _COLUMNS = (
     "id, received_at, topic, reason, detail, device_class, device_id, replayed_at, length(payload) AS size"
