@@ -7,6 +7,7 @@ import asyncio
 import errno
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,13 @@ def _logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # A stop asked for while the service's modules still load (seconds on a busy
+    # machine) is kept and acted on once the service runs; it is neither lost (an
+    # inherited SIG_IGN, as in a background job) nor a kill before any cleanup.
+    early: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
+
     import asyncpg
 
     from ingest import service
@@ -52,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _logging(cfg.log_level)
     _use_uvloop()
     try:
-        asyncio.run(service.run(cfg))
+        asyncio.run(service.run(cfg, early))
     except (MqttRefused, service.DatabaseTlsError) as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 1

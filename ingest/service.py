@@ -238,9 +238,13 @@ async def drain_session(cfg: Config, client_id: str) -> int:
     return service.pipeline.committed_messages
 
 
-async def run(cfg: Config) -> None:
+async def run(cfg: Config, early: list[int] | None = None) -> None:
+    """Run one worker until SIGINT or SIGTERM; `early` holds signals that arrived
+    before the event loop could take them."""
     service = Service(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop)
+    if early:
+        service.stop()
     await service.run()

@@ -100,6 +100,7 @@ def ends_within(proc: subprocess.Popen[bytes], sig: int, seconds: float) -> None
         proc.wait(seconds)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
         raise AssertionError(f"worker still running {seconds:.0f} s after signal {sig}") from None
 
 
@@ -112,8 +113,9 @@ def test_sigterm_ends_the_worker_while_the_database_is_unreachable(tmp_path: Pat
         publish(b.port, stream(500))  # held by the worker, which cannot commit them
         ends_within(proc, signal.SIGTERM, 12)
         assert "messages not acknowledged: the session of w-nodb stays" in log.read_text()
-        waiting = start(b, dead_db, "w-nodb2", log)
-        logged(waiting, log, "database not reachable")  # waiting for its first migration
+        log2 = tmp_path / "w2.log"  # its own: the first worker's log names the database too
+        waiting = start(b, dead_db, "w-nodb2", log2)
+        logged(waiting, log2, "not reachable")  # waiting for its first migration
         ends_within(waiting, signal.SIGINT, 12)
 
 
