@@ -1,4 +1,5 @@
-"""The audit trail: who provisioned, decommissioned or replayed what, and when."""
+"""The audit trail: who provisioned, decommissioned or replayed what, issued or revoked
+which charge point key or idTag, and when."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Any
 
 import orjson
 
-ACTIONS = ("provision", "decommission", "replay")
+ACTIONS = (
+    "provision",
+    "decommission",
+    "replay",
+    "ocpp_key_issued",  # a new key for a charge point (the key itself is never recorded)
+    "ocpp_key_revoked",
+    "id_tag_set",
+    "id_tag_removed",
+)
 
 
 def cli_actor() -> str:

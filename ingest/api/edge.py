@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest.api.common import bad, error, json_response, require
+from ingest import audit
+from ingest.api.common import actor, bad, error, json_response, require
 from ingest.appctx import CTX
 from ingest.sources.ocpp_store import new_key
 
@@ -28,17 +29,20 @@ async def create_key(request: web.Request) -> web.Response:
     """A new key for a charge point (shown once; the previous key stops working)."""
     require(request, "admin")
     cp_id = _cp_id(request)
-    async with request.app[CTX].pool.acquire() as conn:
+    async with request.app[CTX].pool.acquire() as conn, conn.transaction():
         key = await new_key(conn, cp_id)
+        await audit.record(conn, actor(request), "ocpp_key_issued", cp_id, {})
     return json_response({"device_id": cp_id, "key": key}, status=201)
 
 
 async def delete_key(request: web.Request) -> web.Response:
     require(request, "admin")
     cp_id = _cp_id(request)
-    done = await request.app[CTX].pool.execute("DELETE FROM ocpp_keys WHERE device_id = $1", cp_id)
-    if done == "DELETE 0":
-        raise error(404, "not_found", f"charge point {cp_id} has no key")
+    async with request.app[CTX].pool.acquire() as conn, conn.transaction():
+        done = await conn.execute("DELETE FROM ocpp_keys WHERE device_id = $1", cp_id)
+        if done == "DELETE 0":
+            raise error(404, "not_found", f"charge point {cp_id} has no key")
+        await audit.record(conn, actor(request), "ocpp_key_revoked", cp_id, {})
     return web.Response(status=204)
 
 
@@ -67,25 +71,30 @@ async def put_id_tag(request: web.Request) -> web.Response:
     parent = body.get("parent_id_tag")
     if parent is not None and not (isinstance(parent, str) and 1 <= len(parent) <= 20):
         bad("parent_id_tag", "an idTag of 1 to 20 characters")
-    await request.app[CTX].pool.execute(
-        """INSERT INTO ocpp_id_tags (id_tag, status, expiry_date, parent_id_tag) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (id_tag) DO UPDATE SET status = EXCLUDED.status,
-               expiry_date = EXCLUDED.expiry_date, parent_id_tag = EXCLUDED.parent_id_tag""",
-        tag,
-        status,
-        expiry,
-        parent,
-    )
     out = {"id_tag": tag, "status": status, "expiry_date": expiry.isoformat() if expiry else None}
-    return json_response({**out, "parent_id_tag": parent})
+    out["parent_id_tag"] = parent
+    async with request.app[CTX].pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO ocpp_id_tags (id_tag, status, expiry_date, parent_id_tag) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (id_tag) DO UPDATE SET status = EXCLUDED.status,
+                   expiry_date = EXCLUDED.expiry_date, parent_id_tag = EXCLUDED.parent_id_tag""",
+            tag,
+            status,
+            expiry,
+            parent,
+        )
+        await audit.record(conn, actor(request), "id_tag_set", tag, out)
+    return json_response(out)
 
 
 async def delete_id_tag(request: web.Request) -> web.Response:
     require(request, "admin")
     tag = request.match_info["id_tag"]
-    done = await request.app[CTX].pool.execute("DELETE FROM ocpp_id_tags WHERE id_tag = $1", tag)
-    if done == "DELETE 0":
-        raise error(404, "not_found", f"no idTag {tag!r:.40}")
+    async with request.app[CTX].pool.acquire() as conn, conn.transaction():
+        done = await conn.execute("DELETE FROM ocpp_id_tags WHERE id_tag = $1", tag)
+        if done == "DELETE 0":
+            raise error(404, "not_found", f"no idTag {tag!r:.40}")
+        await audit.record(conn, actor(request), "id_tag_removed", tag, {})
     return web.Response(status=204)
 
 

@@ -51,3 +51,26 @@ async def test_changes_are_recorded_with_who_and_what(
     assert {e["target"] for e in first} >= {"res-a", "res-b", "res-c", "pl-1", "dc-2"}
     status, page = await call("GET", f"{base}/api/v1/audit?action=decommission&limit=1", ADMIN)
     assert [e["target"] for e in page["entries"]] == ["res-b"] and page["next_cursor"] is None
+
+
+async def test_charge_point_keys_and_id_tags_are_recorded(fed: Fed) -> None:
+    _, base = fed
+    key_url = f"{base}/api/v1/devices/cp-9/ocpp-key"
+    status, issued = await call("POST", key_url, ADMIN)
+    assert status == 201
+    assert (await call("DELETE", key_url, ADMIN))[0] == 204
+    tag_url = f"{base}/api/v1/ocpp/id-tags/TAG-1"
+    assert (await call("PUT", tag_url, ADMIN, {"status": "Blocked"}))[0] == 200
+    assert (await call("DELETE", tag_url, ADMIN))[0] == 204
+    assert (await call("DELETE", tag_url, ADMIN))[0] == 404  # nothing removed, nothing recorded
+
+    _, body = await call("GET", f"{base}/api/v1/audit?limit=4", ADMIN)
+    got = [(e["action"], e["target"], e["actor"]) for e in body["entries"]]
+    assert got == [
+        ("id_tag_removed", "TAG-1", "ops"),
+        ("id_tag_set", "TAG-1", "ops"),
+        ("ocpp_key_revoked", "cp-9", "ops"),
+        ("ocpp_key_issued", "cp-9", "ops"),
+    ]
+    assert body["entries"][1]["detail"]["status"] == "Blocked"
+    assert issued["key"] not in str(body)  # the key itself is never recorded
