@@ -82,6 +82,35 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    kind: str = "mqtt"  # "mqtt": one broker ([mqtt]); "amqp": the RabbitMQ cluster ([amqp])
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpConfig:
+    # The cluster's nodes, comma-separated: a worker starts at a random one and fails
+    # over to the next. amqps:// for TLS.
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    queue: str = "ingest"  # the quorum queue every worker consumes
+    exchange: str = "amq.topic"  # where the MQTT plugin publishes
+    declare: bool = True  # declare the queue (quorum, durable) and its binding at start
+    prefetch: int = 10000  # unacknowledged deliveries per worker; must exceed batch.max_rows
+    heartbeat_s: int = 10  # a hung worker's messages return after about 3 heartbeats
+    connect_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 5.0
+    ca_file: str = ""  # PEM CA bundle for amqps://; empty: the system's
+    cert_file: str = ""  # client certificate (PEM), for brokers that require one
+    key_file: str = ""  # its key (PEM); empty: in cert_file
+    server_name: str = ""  # the name to verify in the certificate; empty: the URL's host
+    verify: bool = True  # verify the broker's certificate and name
+
+    @property
+    def urls(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     url: str = "postgresql://postgres@127.0.0.1:5432/ingest"
     connect_timeout_s: float = 5.0
@@ -172,6 +201,8 @@ class RetentionConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    amqp: AmqpConfig = field(default_factory=AmqpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     accept: AcceptConfig = field(default_factory=AcceptConfig)
@@ -188,6 +219,8 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttConfig,
+    "source": SourceConfig,
+    "amqp": AmqpConfig,
     "database": DatabaseConfig,
     "batch": BatchConfig,
     "accept": AcceptConfig,
@@ -291,6 +324,25 @@ def _check(cfg: Config) -> None:
             need(Path(value).is_file(), f"mqtt.{key}", f"no such file: {value}")
     need(m.tls_verify or m.tls, "mqtt.tls_verify", "set, but mqtt.url is not an mqtts:// URL")
     need(not m.tls_key or bool(m.tls_cert), "mqtt.tls_key", "set without mqtt.tls_cert")
+    need(cfg.source.kind in ("mqtt", "amqp"), "source.kind", f"mqtt or amqp, got {cfg.source.kind!r}")
+    q = cfg.amqp
+    need(bool(q.urls), "amqp.url", "at least one amqp:// or amqps:// URL")
+    for u in q.urls:
+        up = urlsplit(u)
+        need(up.scheme in ("amqp", "amqps"), "amqp.url", f"scheme must be amqp or amqps: {u!r}")
+        need(bool(up.hostname), "amqp.url", f"no host in {u!r}")
+        try:
+            up.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError:
+            raise ConfigError(f"amqp.url: bad port in {u!r}") from None
+    need(bool(q.queue), "amqp.queue", "not empty")
+    need(1 <= q.prefetch <= 65535, "amqp.prefetch", "1 to 65535")
+    need(q.heartbeat_s >= 1, "amqp.heartbeat_s", "at least 1")
+    need(0 < q.reconnect_min_s <= q.reconnect_max_s, "amqp.reconnect_min_s", "0 < min <= max")
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(q, name)
+        need(not path or Path(path).is_file(), f"amqp.{name}", f"no such file: {path!r}")
+    need(not q.key_file or bool(q.cert_file), "amqp.key_file", "needs amqp.cert_file")
     db = urlsplit(cfg.database.url)
     need(
         db.scheme in ("postgres", "postgresql"),
@@ -314,6 +366,11 @@ def _check(cfg: Config) -> None:
         "batch.max_rows",
         f"must be below mqtt.receive_maximum ({m.receive_maximum}): acknowledgement waits for "
         "the commit, so a batch larger than the in-flight window could never fill",
+    )
+    need(
+        cfg.source.kind != "amqp" or b.max_rows < q.prefetch,
+        "batch.max_rows",
+        f"must be below amqp.prefetch ({q.prefetch}): acknowledgement waits for the commit",
     )
     a = cfg.accept
     need(a.future_skew_s >= 0, "accept.future_skew_s", "not negative")

@@ -1,6 +1,7 @@
-"""Wiring: builds the pipeline, the MQTT source, the edge endpoints (OCPP central
-system, SL651 centre) when enabled, and the HTTP server from a Config,
-and runs them until asked to stop. The only place where the parts meet."""
+"""Wiring: builds the pipeline, the source of the devices' messages (`[source] kind`:
+the MQTT broker or the RabbitMQ cluster's queue), the edge endpoints (OCPP central
+system, SL651 centre) when enabled, and the HTTP server from a Config, and runs them
+until asked to stop. The only place where the parts meet."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ingest.indicators import IndicatorCollector, Rollup, load_catalogue
 from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
+from ingest.sources.amqp import AmqpSource
 from ingest.sources.mqtt import MqttRefused, MqttSource
 from ingest.sources.ocpp import OcppSource
 from ingest.sources.ocpp_store import OcppStore
@@ -79,7 +81,11 @@ class Service:
         self.cfg = cfg
         self.metrics = ServiceMetrics()
         self.pipeline = Pipeline(cfg, lambda: connect_db(cfg), self.metrics, writers=writers)
-        self.source = MqttSource(cfg.mqtt, self.pipeline, self.metrics, subscribe=subscribe)
+        self.source: MqttSource | AmqpSource
+        if cfg.source.kind == "amqp":
+            self.source = AmqpSource(cfg.amqp, cfg.mqtt.prefix, self.pipeline)
+        else:
+            self.source = MqttSource(cfg.mqtt, self.pipeline, self.metrics, subscribe=subscribe)
         self.pipeline.sources.append(self.source)
         self.pipeline.on_failure = self.stop
         self.started = time.time()
@@ -103,7 +109,8 @@ class Service:
         ok = self.source.connected
         return {
             "status": "ok" if ok else "degraded",
-            "mqtt_connected": self.source.connected,
+            "source": self.source.name,
+            "mqtt_connected": self.source.connected,  # the source's connection, whichever it is
             "pending_messages": self.pipeline.pending_messages,
             "committed_messages": self.pipeline.committed_messages,
             "edge_connections": {s.name: s.connections for s in self._edge()},
@@ -163,7 +170,7 @@ class Service:
             self.http_port = server.sockets[0].getsockname()[1]
         log.info("HTTP on http://%s:%s (/metrics, /healthz)", self.cfg.http.host, self.http_port)
         self.pipeline.start()
-        mqtt_task = asyncio.create_task(self.source.run(), name="mqtt")
+        mqtt_task = asyncio.create_task(self.source.run(), name=self.source.name)
         mqtt_task.add_done_callback(self._source_done)
         if self.cfg.ocpp.enabled:
             store = OcppStore(self.pool, self.cfg.mqtt.client_id)
@@ -213,7 +220,7 @@ class Service:
         if isinstance(self.source_failure, MqttRefused):
             raise self.source_failure
         if self.source_failure is not None:
-            raise RuntimeError("the MQTT source failed") from self.source_failure
+            raise RuntimeError(f"the {self.source.name} source failed") from self.source_failure
 
 
 async def drain_session(cfg: Config, client_id: str) -> int:
@@ -221,9 +228,11 @@ async def drain_session(cfg: Config, client_id: str) -> int:
     what the broker holds for it, and end the session. Returns the messages committed."""
     cfg = cfg.replace(
         mqtt=dataclasses.replace(cfg.mqtt, client_id=client_id),
+        source=dataclasses.replace(cfg.source, kind="mqtt"),
         http=dataclasses.replace(cfg.http, port=0),
     )
     service = Service(cfg, subscribe=False)
+    assert isinstance(service.source, MqttSource), "drain-session is for the MQTT source"
     task = asyncio.create_task(service.run(), name="drain-session")
     connected = asyncio.create_task(service.source.wait_connected())
     await asyncio.wait([task, connected], return_when=asyncio.FIRST_COMPLETED)
