@@ -1,0 +1,133 @@
+"""A fast MQTT 3.1.1 QoS 1 publisher for the clustered engines (RabbitMQ 3.10's and
+NATS 2.9's MQTT listeners speak 3.1.1 only; bench.publisher speaks MQTT 5): packets
+encoded by hand, a window of unacknowledged messages, and the ids the broker PUBACKed,
+so that a durability run can tell which accepted messages must survive."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s: bytes) -> bytes:
+    return struct.pack("!H", len(s)) + s
+
+
+def connect_packet(client_id: str, keepalive: int = 60) -> bytes:
+    body = _str(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive) + _str(client_id.encode())
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
+    body = _str(topic.encode()) + struct.pack("!H", packet_id) + payload
+    return b"\x32" + _varint(len(body)) + body
+
+
+@dataclass
+class Published:
+    """What one publisher sent and what the broker acknowledged (indices into msgs)."""
+
+    sent: int = 0
+    acked: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+    error: str = ""
+
+
+async def publish(
+    port: int,
+    msgs: Sequence[tuple[str, bytes]],
+    client_id: str,
+    window: int = 500,
+    rate: float = 0.0,
+    host: str = "127.0.0.1",
+) -> Published:
+    """Publish `msgs` at QoS 1; stops at the end or when the connection drops."""
+    out = Published()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(connect_packet(client_id))
+    try:
+        head = await reader.readexactly(4)
+    except asyncio.IncompleteReadError:
+        writer.close()
+        raise ConnectionError(f"port {port} closed the connection before CONNACK") from None
+    if head[0] != 0x20 or head[3] != 0:
+        raise ConnectionError(f"CONNACK refused by port {port}: {head.hex()}")
+    if not msgs:
+        writer.write(b"\xe0\x00")
+        writer.close()
+        return out
+    inflight: dict[int, int] = {}
+    space = asyncio.Event()
+    done = asyncio.Event()
+    space.set()
+    total = len(msgs)
+
+    async def read() -> None:
+        buf = b""
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buf += data
+                n = len(buf) - len(buf) % 4
+                for i in range(0, n, 4):  # PUBACK / PINGRESP: 4 and 2 bytes; only PUBACKs come
+                    if buf[i] == 0x40:
+                        pid = (buf[i + 2] << 8) | buf[i + 3]
+                        idx = inflight.pop(pid, None)
+                        if idx is not None:
+                            out.acked.append(idx)
+                buf = buf[n:]
+                if len(inflight) < window:
+                    space.set()
+                if len(out.acked) >= total:
+                    break
+        except (ConnectionError, OSError) as exc:
+            out.error = str(exc) or type(exc).__name__
+        done.set()
+        space.set()
+
+    rt = asyncio.create_task(read())
+    t0 = time.perf_counter()
+    pid = 0
+    try:
+        for i in range(total):
+            while len(inflight) >= window and not done.is_set():
+                space.clear()
+                await space.wait()
+            if done.is_set() or writer.is_closing():
+                break
+            pid = pid % 65535 + 1
+            inflight[pid] = i
+            topic, payload = msgs[i]
+            writer.write(publish_packet(topic, payload, pid))
+            out.sent = i + 1
+            if i % 128 == 127:
+                await writer.drain()
+                if rate:
+                    ahead = (i + 1) / rate - (time.perf_counter() - t0)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+        await writer.drain()
+    except (ConnectionError, OSError) as exc:
+        out.error = str(exc) or type(exc).__name__
+    await done.wait()
+    out.elapsed = time.perf_counter() - t0
+    with_close = not writer.is_closing()
+    if with_close:
+        writer.write(b"\xe0\x00")
+        writer.close()
+    rt.cancel()
+    return out
