@@ -6,6 +6,7 @@ so that a durability run can tell which accepted messages must survive."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from collections.abc import Sequence
@@ -52,18 +53,28 @@ async def publish(
     window: int = 500,
     rate: float = 0.0,
     host: str = "127.0.0.1",
+    connect_tries: int = 20,
 ) -> Published:
     """Publish `msgs` at QoS 1; stops at the end or when the connection drops."""
     out = Published()
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(connect_packet(client_id))
-    try:
-        head = await reader.readexactly(4)
-    except asyncio.IncompleteReadError:
+    for attempt in range(connect_tries):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(connect_packet(client_id))
+        try:
+            head = await reader.readexactly(4)
+        except asyncio.IncompleteReadError:
+            head = b""
+        if head[:1] == b"\x20" and head[3:4] == b"\x00":
+            break
         writer.close()
-        raise ConnectionError(f"port {port} closed the connection before CONNACK") from None
-    if head[0] != 0x20 or head[3] != 0:
-        raise ConnectionError(f"CONNACK refused by port {port}: {head.hex()}")
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+        # 0x03 "server unavailable": RabbitMQ 3.10's MQTT plugin says so when it cannot
+        # register the client id in time (a loaded or recovering cluster); devices retry
+        if head[3:4] != b"\x03" or attempt == connect_tries - 1:
+            why = f"CONNACK {head.hex()}" if head else "closed before CONNACK"
+            raise ConnectionError(f"port {port} refused the connection: {why}")
+        await asyncio.sleep(0.5)
     if not msgs:
         writer.write(b"\xe0\x00")
         writer.close()

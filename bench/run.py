@@ -12,7 +12,12 @@ Measures, on the same messages (realistic v1 JSON of all four classes):
                      the cores each process used meanwhile (the publishers send
                      pre-encoded packets with the time patched in);
   6. optionally a soak (--soak SECONDS): worker RSS and the messages it holds over
-     time at half load.
+     time at half load;
+  7. the durable transport (bench/durable.py) — a private 3-node RabbitMQ cluster
+     holding a backlog devices published over MQTT: the engine's own drain (our
+     AMQP consumer, no pipeline) and one worker draining it into PostgreSQL, in the
+     same rounds as the MQTT cases (--durable-messages, smaller: the cluster's MQTT
+     intake is a few thousand msgs/s on this machine).
 Every case also reports the CPU the broker and PostgreSQL spent on it, and the
 one-worker case the machine's CPU budget per message (what bounds the rate). The
 drains run in rounds (--repeat), one of each case per round, because the machine is
@@ -42,10 +47,11 @@ from typing import Any
 import asyncpg
 
 from adapters import ADAPTERS, CLASSES
-from bench import publisher
+from bench import durable, publisher
 from bench.messages import generate
 from ingest.batch import Batch
 from ingest.dispatch import Dispatcher
+from ingest.localcluster import rabbit_cluster
 from ingest.localservices import Broker, broker, free_port, private_postgres
 from ingest.migrate import migrate
 
@@ -554,11 +560,19 @@ def versions() -> dict[str, str]:
 def ratios(rounds: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     """Service ÷ reference, round by round (runs made minutes apart), and the median."""
     out = {}
-    for svc, label in (("service1", "1 worker"), ("service2", "2 workers")):
-        for ref, ref_label in (("broker_drain", "broker drain limit"), ("naive", "naive bridge")):
-            if svc in rounds and ref in rounds:
-                each = [a / b for a, b in zip(rounds[svc], rounds[ref], strict=True)]
-                out[f"{label} / {ref_label}"] = {"median": statistics.median(each), "rounds": each}
+    pairs = [
+        (svc, label, ref, ref_label)
+        for svc, label in (("service1", "1 worker"), ("service2", "2 workers"))
+        for ref, ref_label in (("broker_drain", "broker drain limit"), ("naive", "naive bridge"))
+    ]
+    pairs += [
+        ("durable_service1", "durable: 1 worker", "durable_drain", "engine drain"),
+        ("durable_service1", "durable: 1 worker", "service1", "MQTT: 1 worker"),
+    ]
+    for svc, label, ref, ref_label in pairs:
+        if svc in rounds and ref in rounds:
+            each = [a / b for a, b in zip(rounds[svc], rounds[ref], strict=True)]
+            out[f"{label} / {ref_label}"] = {"median": statistics.median(each), "rounds": each}
     return out
 
 
@@ -645,6 +659,34 @@ def table(res: dict[str, Any]) -> str:
                 f"ack after commit, dedup on {spread(r)}",
             )
         )
+    if "durable_drain" in res:
+        r = res["durable_drain"]
+        rows.append(
+            (
+                "durable: engine drain (our AMQP consumer)",
+                f"{r['msgs_per_s']:,.0f}",
+                "",
+                f"{r['client_cpu_s_per_1000']:.3f}",
+                "",
+                "",
+                "",
+                f"{r['messages']:,} msgs, MQTT intake {r['intake_msgs_s']:,.0f}/s {spread(r)}",
+            )
+        )
+    if "durable_service1" in res:
+        r = res["durable_service1"]
+        rows.append(
+            (
+                "durable: service, 1 worker",
+                f"{r['msgs_per_s']:,.0f}",
+                f"{r['msgs_per_s'] * res['rows_per_msg']:,.0f}",
+                f"{r['cpu_s_per_1000']:.3f}",
+                "",
+                "",
+                "",
+                f"3-node quorum queue, ack after commit {spread(r)}",
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if "latency" in res:
@@ -715,7 +757,13 @@ def main(argv: list[str] | None = None) -> int:
         help="messages/s for the latency run (default: half the one-worker drain rate)",
     )
     ap.add_argument("--soak", type=float, default=0.0, help="soak seconds at half load (RSS over time)")
-    ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency")
+    ap.add_argument("--skip", default="", help="comma list: broker,db,naive,service,latency,durable")
+    ap.add_argument(
+        "--durable-messages",
+        type=int,
+        default=30_000,
+        help="backlog of the durable transport's cases (default 30000)",
+    )
     ap.add_argument(
         "--workers", default="1,2", help="service cases: comma list of worker counts (default 1,2)"
     )
@@ -760,8 +808,15 @@ def main(argv: list[str] | None = None) -> int:
         if "=" not in setting:
             ap.error(f"--pg {setting!r}: expected NAME=VALUE")
     pg_settings = ("track_commit_timestamp=on", "max_wal_size=4GB", *args.pg)
-    with private_postgres(durable=True, settings=pg_settings) as pg:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(private_postgres(durable=True, settings=pg_settings))
         pg_pid = postmaster_pid(pg.dir / "data")
+        cluster = None
+        if "durable" not in skip:
+            log("durable transport: starting a private 3-node RabbitMQ cluster")
+            cluster = stack.enter_context(rabbit_cluster())
+            durable.setup(cluster)
+        dmsgs = generate(args.durable_messages, seed=5)
 
         async def fresh_db(name: str) -> str:
             conn = await asyncpg.connect(pg.url)
@@ -813,13 +868,29 @@ def main(argv: list[str] | None = None) -> int:
         if "service" not in skip:
             for w in (int(w) for w in args.workers.split(",")):
                 cases[f"service{w}"] = (f"service: {w} worker(s) draining {len(msgs):,}", service_case(w))
+        if cluster is not None:
+            rabbit = cluster
+
+            def durable_drain_case(i: int) -> dict[str, Any]:
+                return durable.engine_drain(rabbit, dmsgs)
+
+            def durable_service_case(i: int) -> dict[str, Any]:
+                url = asyncio.run(fresh_db(f"durable{i}"))
+                return durable.service_drain(rabbit, url, dmsgs, extra)
+
+            n = f"{len(dmsgs):,}"
+            cases["durable_drain"] = (f"durable: engine drain of {n} (our AMQP consumer)", durable_drain_case)
+            cases["durable_service1"] = (
+                f"durable: 1 worker draining {n} from the quorum queue",
+                durable_service_case,
+            )
         rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in cases}
         for i in range(reps):
             for key, (what, case) in cases.items():
                 log(f"{what}{f' (round {i + 1} of {reps})' if reps > 1 else ''}")
                 rounds[key].append(case(i))
         res["rounds"] = {k: [r["msgs_per_s"] for r in v] for k, v in rounds.items()}
-        for key in ("broker_drain", "naive"):
+        for key in ("broker_drain", "naive", "durable_drain", "durable_service1"):
             if key in rounds:
                 res[key] = median_run(rounds[key])
         res["service"] = [median_run(v) for k, v in rounds.items() if k.startswith("service")]

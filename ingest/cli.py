@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=".run", help="where a private broker/database live")
     demo.add_argument("--token-file", help="keep the API tokens in this file across runs "
                       "(made on the first run, mode 600); default: new tokens every run")
+    demo.add_argument("--transport", choices=("mqtt", "amqp"), default="mqtt",
+                      help="mqtt: one Mosquitto; amqp: a private 3-node RabbitMQ cluster, devices "
+                      "publishing MQTT 3.1.1 to it, the worker consuming its quorum queue "
+                      "(docs/transport.md)")
     demo.set_defaults(func=cmd_demo)
     return p
 

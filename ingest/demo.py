@@ -2,7 +2,11 @@
 the service and a simulated fleet, prints where to look, and on Ctrl-C stops
 everything it started.
 
-Broker: `INGEST_MQTT_URL` if set; else the system's mosquitto started as a child
+Transport: `--transport mqtt` (default) or `amqp`: a private 3-node RabbitMQ cluster
+(ingest.localcluster) that the devices publish to over MQTT 3.1.1 and the worker
+consumes over AMQP (docs/transport.md).
+
+Broker (mqtt): `INGEST_MQTT_URL` if set; else the system's mosquitto started as a child
 with a generated configuration on a free loopback port; else a broker already
 listening on 127.0.0.1:1883. Database: `INGEST_DATABASE_URL` if set; else the local
 server on 127.0.0.1:5432 (database `ingest_demo`, created if missing); else a private
@@ -32,6 +36,7 @@ import asyncpg
 from ingest import config as config_mod
 from ingest.clidb import CliError
 from ingest.config import Config, Token, hash_token
+from ingest.localcluster import declare_queue, rabbit_cluster
 from ingest.localservices import MOSQUITTO, Broker, PrivatePostgres, free_port
 from ingest.service import Service
 
@@ -110,6 +115,17 @@ def demo_database(env: dict[str, str], workdir: Path) -> Iterator[str]:
         pg.stop()
 
 
+@contextlib.contextmanager
+def demo_cluster() -> Iterator[tuple[str, dict[str, str]]]:
+    """The durable transport: (the MQTT URL devices publish to, the worker's settings)."""
+    log.info("starting a private 3-node RabbitMQ cluster (20-60 s)")
+    with rabbit_cluster() as cluster:
+        asyncio.run(declare_queue(cluster.nodes[0].amqp_url))
+        log.info("RabbitMQ nodes: %s", cluster.amqp_urls)
+        env = {"INGEST_SOURCE_KIND": "amqp", "INGEST_AMQP_URL": cluster.amqp_urls}
+        yield f"mqtt://127.0.0.1:{cluster.nodes[0].mqtt_port}", env
+
+
 def _simulator(mqtt_url: str, api: str, admin: str, args: Any, ocpp_port: int,
                sl651_port: int) -> subprocess.Popen[bytes]:
     parts = mqtt_url.split("://", 1)[1].rsplit(":", 1)
@@ -121,6 +137,8 @@ def _simulator(mqtt_url: str, api: str, admin: str, args: Any, ocpp_port: int,
            # Chargers and reservoirs show the edge endpoints: OCPP 1.6J and SL651 direct.
            "--via", "ocpp-ws,sl651-tcp", "--ocpp-url", f"ws://127.0.0.1:{ocpp_port}/ocpp",
            "--sl651", f"127.0.0.1:{sl651_port}"]
+    if getattr(args, "transport", "mqtt") == "amqp":
+        cmd += ["--mqtt-version", "3.1.1"]  # RabbitMQ 3.10's MQTT listener
     return subprocess.Popen(cmd)
 
 
@@ -209,7 +227,13 @@ def main(args: Any) -> int:
     workdir = Path(args.workdir).resolve()
     check_port("127.0.0.1", args.http_port)
     read, admin = tokens(Path(args.token_file) if args.token_file else None)
-    with demo_broker(env, workdir) as mqtt_url, demo_database(env, workdir) as db_url:
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "transport", "mqtt") == "amqp":
+            mqtt_url, transport_env = stack.enter_context(demo_cluster())
+            env.update(transport_env)
+        else:
+            mqtt_url = stack.enter_context(demo_broker(env, workdir))
+        db_url = stack.enter_context(demo_database(env, workdir))
         env.update({"INGEST_MQTT_URL": mqtt_url, "INGEST_DATABASE_URL": db_url,
                     "INGEST_HTTP_PORT": str(args.http_port), "INGEST_ROLLUP_INTERVAL_S": "10",
                     "INGEST_MQTT_CLIENT_ID": "ingest-demo",

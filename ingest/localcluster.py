@@ -192,6 +192,7 @@ class RabbitCluster:
         self.epmd = subprocess.Popen(
             [_epmd(), "-port", str(self.epmd_port)],
             env=env,
+            cwd=self.root,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -213,6 +214,7 @@ class RabbitCluster:
             node.proc = subprocess.Popen(
                 [str(RABBIT_BIN / "rabbitmq-server")],
                 env=self.env(node),
+                cwd=node.dir,  # where an Erlang VM leaves its erl_crash.dump
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -224,11 +226,14 @@ class RabbitCluster:
         # the MQTT listener opens last, after the node has joined the cluster
         wait_port(node.amqp_port, timeout, node.proc)
         wait_port(node.mqtt_port, timeout, node.proc)
+        if self.tls is not None:
+            wait_port(node.amqps_port, timeout, node.proc)
 
     def ctl(self, node: Node, *args: str, tool: str = "rabbitmqctl") -> str:
         out = subprocess.run(
             [str(RABBIT_BIN / tool), "-n", node.name, *args],
             env=self.env(node),
+            cwd=node.dir,
             capture_output=True,
             text=True,
             timeout=120,

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--username")
     out.add_argument("--password")
     out.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    out.add_argument("--mqtt-version", choices=("5", "3.1.1"), default="5",
+                     help="3.1.1 for RabbitMQ's MQTT listener (the durable transport)")
     out.add_argument("--max-inflight", type=int, default=DEFAULT_MAX_INFLIGHT,
                      help="QoS 1 messages in flight per connection (default %(default)s)")
     out.add_argument("--processes", type=int, default=1,
@@ -211,7 +213,8 @@ def main(argv: list[str]) -> int:
                     messages=args.messages)
     broker = BrokerOptions(host=args.host, port=args.port, client_id=args.client_id,
                            qos=args.qos, max_inflight=args.max_inflight,
-                           username=args.username, password=args.password)
+                           username=args.username, password=args.password,
+                           mqtt_version=5 if args.mqtt_version == "5" else 4)
     edge = None
     if via:
         edge = EdgeOptions(via, args.ocpp_url, sl651_host or "127.0.0.1", int(sl651_port), keys)

@@ -55,6 +55,9 @@ class BrokerOptions:
     username: str | None = None
     password: str | None = None
     connect_timeout: float = 10.0
+    # 5, or 4 for MQTT 3.1.1 (RabbitMQ 3.10's MQTT listener, the durable transport);
+    # 3.1.1 has no user properties, so bad messages go unmarked
+    mqtt_version: int = 5
 
 
 class FileSink:
@@ -93,8 +96,11 @@ class MqttSink:
         self._connected = threading.Event()
         self._refused: str | None = None
         self._bad_props: dict[str, Properties] = {}
+        v5 = opts.mqtt_version == 5
+        self._v5 = v5
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=opts.client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                             clean_session=None if v5 else True)
         # The window is ours, not paho's: paho 2.2 rescans every outstanding message on
         # each PUBACK when it limits in-flight messages itself (O(window) per ack, ~1k
         # msgs/s with a window of 2,000); with its limit off it sends at once.
@@ -107,7 +113,10 @@ class MqttSink:
         client.on_publish = self._on_publish
         self._client = client
         try:
-            client.connect(opts.host, opts.port, opts.keepalive, clean_start=True)
+            if v5:
+                client.connect(opts.host, opts.port, opts.keepalive, clean_start=True)
+            else:
+                client.connect(opts.host, opts.port, opts.keepalive)
         except OSError as exc:
             raise SinkError(f"cannot reach the MQTT broker at {opts.host}:{opts.port}: {exc}") from exc
         client.loop_start()
@@ -153,7 +162,7 @@ class MqttSink:
         if self._sent - self._acked >= self.window:
             while self._sent - self._acked >= self.window:
                 time.sleep(0.0002)
-        props = self._props(msg.bad) if msg.bad else None
+        props = self._props(msg.bad) if msg.bad and self._v5 else None
         info = self._client.publish(msg.topic, msg.payload, self.opts.qos, msg.retain, props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             self._errors += 1  # NO_CONN: paho keeps it and sends it after reconnecting

@@ -31,7 +31,10 @@ SECRETS = {
     "GRAFANA_DB_PASSWORD": "grafana-db-secret",
     "INGEST_MQTT_PASSWORD": "mqtt-secret",
     "GRAFANA_ADMIN_PASSWORD": "admin-secret",
+    "RABBITMQ_PASSWORD": "amqp-secret",
+    "RABBITMQ_ERLANG_COOKIE": "cookie-secret",
 }
+RABBIT_DIR = ROOT / "deploy" / "rabbitmq"
 
 
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -51,7 +54,17 @@ def test_compose_config_is_valid_and_has_the_production_shape() -> None:
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load(r.stdout)
     s = doc["services"]
-    assert set(s) == {"mosquitto", "timescaledb", "ingest-1", "ingest-2", "prometheus", "grafana"}
+    assert set(s) == {
+        "mosquitto",
+        "timescaledb",
+        "ingest-1",
+        "ingest-2",
+        "prometheus",
+        "grafana",
+        "rabbitmq-1",
+        "rabbitmq-2",
+        "rabbitmq-3",
+    }
     assert s["timescaledb"]["image"].startswith("timescale/timescaledb:")
     # Two workers in one shared-subscription group, each with its own client id and user.
     for n in ("ingest-1", "ingest-2"):
@@ -60,6 +73,25 @@ def test_compose_config_is_valid_and_has_the_production_shape() -> None:
         assert env["INGEST_MQTT_CLIENT_ID"] == n
         assert env["INGEST_MQTT_GROUP"] == "ingest"
         assert s[n]["build"]["context"] == str(ROOT)
+        # the durable transport: every node of the cluster, in the order a worker fails over
+        assert env["INGEST_SOURCE_KIND"] == "mqtt"  # unless .env says amqp
+        assert env["INGEST_AMQP_URL"].split(",") == [
+            f"amqp://ingest:amqp-secret@rabbitmq-{i}:5672/" for i in (1, 2, 3)
+        ]
+    # Three RabbitMQ nodes (profile "durable"), each its own host name and data volume,
+    # one cookie, the MQTT plugin on, found by each other through the shared config.
+    conf = (RABBIT_DIR / "rabbitmq.conf").read_text()
+    for i in (1, 2, 3):
+        node = s[f"rabbitmq-{i}"]
+        assert node["profiles"] == ["durable"]
+        assert node["hostname"] == f"rabbitmq-{i}"
+        assert node["environment"]["RABBITMQ_ERLANG_COOKIE"] == "cookie-secret"
+        assert f"cluster_formation.classic_config.nodes.{i} = rabbit@rabbitmq-{i}" in conf
+        assert any(
+            v.endswith(f"rabbitmq-{i}-data:/var/lib/rabbitmq:rw") or v.startswith(f"rabbitmq-{i}-data:")
+            for v in node["volumes"]
+        )
+    assert (RABBIT_DIR / "enabled_plugins").read_text().strip() == "[rabbitmq_mqtt]."
     # docker-compose 1.29 prints volumes as "source:target[:mode]"; named volumes have no "/".
     mounts = {
         v.split(":")[1]: v.split(":")[0]
