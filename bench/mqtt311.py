@@ -53,7 +53,7 @@ async def publish(
     window: int = 500,
     rate: float = 0.0,
     host: str = "127.0.0.1",
-    connect_tries: int = 20,
+    connect_tries: int = 60,
 ) -> Published:
     """Publish `msgs` at QoS 1; stops at the end or when the connection drops."""
     out = Published()
