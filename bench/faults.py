@@ -1,10 +1,13 @@
 """The fault suite: a steady stream of unique messages while something fails.
 
-    python -m bench.faults                       # every scenario, 50,000 messages each
-    python -m bench.faults --scenario restart_1s --scenario pg_down
+    python -m bench.faults                       # every scenario and transport, 50,000 each
+    python -m bench.faults --transport mqtt --scenario restart_1s --scenario pg_down
+    python -m bench.faults --transport amqp --scenario node_kill --messages 20000
     python -m bench.faults --messages 5000 --outage-scale 0.1   # a quick look
 
-For each scenario it starts its own Mosquitto (persistence on), its own PostgreSQL
+For each scenario and transport it starts its own Mosquitto (persistence on) or its
+own 3-node RabbitMQ cluster (the durable transport; devices on a node that does not
+lead the queue, `node_kill` SIGKILLs the leader), its own PostgreSQL
 and the workers as `ingest run` processes, all on free loopback ports, publishes N
 charger readings with distinct keys at a steady rate (QoS 1, a persistent device
 session that resends what was in flight), injects the fault, waits until the database
@@ -26,10 +29,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -180,14 +184,14 @@ class Proxy:
 
 
 class Workers:
-    def __init__(self, b: Broker, db_url: str, log: Path) -> None:
-        self.b, self.db_url, self.log = b, db_url, log
+    def __init__(self, source_env: dict[str, str], db_url: str, log: Path) -> None:
+        self.source_env, self.db_url, self.log = source_env, db_url, log
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, client_id: str) -> None:
         env = {
             **os.environ,
-            "INGEST_MQTT_URL": self.b.url,
+            **self.source_env,
             "INGEST_DATABASE_URL": self.db_url,
             "INGEST_MQTT_CLIENT_ID": client_id,
             "INGEST_HTTP_PORT": str(free_port()),
@@ -255,6 +259,77 @@ async def migrate(url: str) -> None:
         await conn.close()
 
 
+class MqttTransport:
+    """One Mosquitto, persistence on: devices and workers on the same broker."""
+
+    name = "mqtt"
+
+    def __init__(self, b: Broker) -> None:
+        self.b = b
+        self.dir = b.dir
+        self.device_port = b.port
+        self.env = {"INGEST_MQTT_URL": b.url}
+        self.ready_line = "subscribing to"
+
+    async def restart_devices_node(self, down: float) -> str:
+        await asyncio.to_thread(self.b.stop)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.b.start)
+        return f"broker down {down:.1f} s"
+
+    async def kill_leader(self, down: float) -> str:
+        raise NotImplementedError("a single broker has no cluster")
+
+
+class AmqpTransport:
+    """A private 3-node RabbitMQ cluster: devices publish MQTT to one node, the
+    workers consume the quorum queue over AMQP from any."""
+
+    name = "amqp"
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.dir = cluster.root
+        leader = cluster.leader("ingest")
+        # the devices' node is not the queue's leader, so that a leader's SIGKILL
+        # tests the queue's replication and not the devices' reconnection
+        self.devices = next(n for n in cluster.nodes if n is not leader)
+        self.device_port = self.devices.mqtt_port
+        self.env = {"INGEST_SOURCE_KIND": "amqp", "INGEST_AMQP_URL": cluster.amqp_urls}
+        self.ready_line = "consuming"
+
+    async def restart_devices_node(self, down: float) -> str:
+        node = self.devices
+        await asyncio.to_thread(node.kill)
+        await asyncio.sleep(down)
+        started = time.monotonic()
+        await asyncio.to_thread(self.cluster.start_node, node)
+        return f"devices' node SIGKILLed, down {down + time.monotonic() - started:.1f} s"
+
+    async def kill_leader(self, down: float) -> str:
+        node = await asyncio.to_thread(self.cluster.leader, "ingest")
+        await asyncio.to_thread(node.kill)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.cluster.start_node, node)
+        return f"queue leader SIGKILLed, restarted after {down:.0f} s"
+
+
+Transport = MqttTransport | AmqpTransport
+
+
+@contextlib.asynccontextmanager
+async def transport(kind: str) -> AsyncIterator[Transport]:
+    if kind == "mqtt":
+        with broker(persistence=True) as b:
+            yield MqttTransport(b)
+        return
+    from ingest.localcluster import declare_queue, rabbit_cluster
+
+    with rabbit_cluster() as cluster:
+        await declare_queue(cluster.amqp_urls)
+        yield AmqpTransport(cluster)
+
+
 @dataclass
 class Stage:
     """What a scenario gets: the publisher (to watch progress), the workers, the
@@ -262,7 +337,7 @@ class Stage:
 
     pub: Publisher
     workers: Workers
-    broker: Broker
+    transport: Transport
     pg: PrivatePostgres
     proxy: Proxy
     outage_scale: float
@@ -287,13 +362,14 @@ async def sigkill(s: Stage) -> None:
 def restart(seconds: float) -> Callable[[Stage], Awaitable[None]]:
     async def fault(s: Stage) -> None:
         await s.at(0.3)
-        down = s.outage(seconds)
-        await asyncio.to_thread(s.broker.stop)
-        await asyncio.sleep(down)
-        await asyncio.to_thread(s.broker.start)
-        s.notes.append(f"broker down {down:.1f} s")
+        s.notes.append(await s.transport.restart_devices_node(s.outage(seconds)))
 
     return fault
+
+
+async def node_kill(s: Stage) -> None:
+    await s.at(0.3)
+    s.notes.append(await s.transport.kill_leader(s.outage(5)))
 
 
 async def worker_leaves(s: Stage) -> None:
@@ -324,6 +400,7 @@ SCENARIOS: dict[str, Callable[[Stage], Awaitable[None]]] = {
     "sigkill": sigkill,
     "restart_1s": restart(1),
     "restart_5s": restart(5),
+    "node_kill": node_kill,
     "worker_leaves": worker_leaves,
     "pg_down": pg_down,
     "net_cut": net_cut,
@@ -339,32 +416,33 @@ def _proxy(target: int) -> Iterator[Proxy]:
         p.close()
 
 
-async def run_scenario(name: str, n: int, rate: float, outage_scale: float = 1.0) -> Outcome:
-    out = Outcome(name, "mqtt")
+async def run_scenario(
+    name: str, n: int, rate: float, outage_scale: float = 1.0, kind: str = "mqtt"
+) -> Outcome:
+    out = Outcome(name, kind)
     msgs = messages(n)
-    with private_postgres() as pg, broker(persistence=True) as b, _proxy(pg.port) as proxy:
-        url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/")
-        await migrate(pg.url)
-        log = b.dir / "workers.log"
-        workers = Workers(b, url, log)
-        workers.start("w1")
-        await wait_until(
-            lambda: "subscribing to" in (log.read_text(errors="replace") if log.exists() else ""), 30
-        )
-        pub = Publisher(b.port, msgs, rate)
-        stage = Stage(pub, workers, b, pg, proxy, outage_scale, out.notes)
-        started = time.monotonic()
-        publishing = asyncio.create_task(asyncio.to_thread(pub.run))
-        await SCENARIOS[name](stage)
-        await publishing
-        stored, dup, seqs = await settle(pg.url)
-        out.seconds = round(time.monotonic() - started, 1)
-        workers.stop_all()
-        out.published = n
-        out.acknowledged = len(pub.acked)
-        out.stored = stored - dup
-        out.duplicated = dup
-        out.lost = len(pub.acked - seqs)
+    async with transport(kind) as t:
+        with private_postgres() as pg, _proxy(pg.port) as proxy:
+            url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/")
+            await migrate(pg.url)
+            log = t.dir / f"workers-{name}.log"
+            workers = Workers(t.env, url, log)
+            workers.start("w1")
+            await wait_until(lambda: log.exists() and t.ready_line in log.read_text(errors="replace"), 60)
+            pub = Publisher(t.device_port, msgs, rate)
+            stage = Stage(pub, workers, t, pg, proxy, outage_scale, out.notes)
+            started = time.monotonic()
+            publishing = asyncio.create_task(asyncio.to_thread(pub.run))
+            await SCENARIOS[name](stage)
+            await publishing
+            stored, dup, seqs = await settle(pg.url)
+            out.seconds = round(time.monotonic() - started, 1)
+            workers.stop_all()
+    out.published = n
+    out.acknowledged = len(pub.acked)
+    out.stored = stored - dup
+    out.duplicated = dup
+    out.lost = len(pub.acked - seqs)
     return out
 
 
@@ -379,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=sorted(SCENARIOS),
         help="run only this scenario (repeatable; default: all)",
+    )
+    ap.add_argument(
+        "--transport",
+        action="append",
+        choices=["mqtt", "amqp"],
+        help="mqtt: one Mosquitto; amqp: the durable transport, a private 3-node RabbitMQ "
+        "cluster (repeatable; default: both)",
     )
     ap.add_argument("--messages", type=int, default=50_000, help="messages per scenario (default 50,000)")
     ap.add_argument("--rate", type=float, default=800.0, help="messages per second (default 800)")
@@ -396,8 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{'dup':>5} {'lost':>6} {'s':>6}  notes",
         flush=True,
     )
-    for name in names:
-        o = asyncio.run(run_scenario(name, args.messages, args.rate, args.outage_scale))
+    for kind, name in [(k, n) for k in args.transport or ["mqtt", "amqp"] for n in names]:
+        if kind == "mqtt" and name == "node_kill":
+            continue  # a single broker has no cluster
+        o = asyncio.run(run_scenario(name, args.messages, args.rate, args.outage_scale, kind))
         results.append(o)
         print(
             f"{o.scenario:<14} {o.transport:<9} {o.published:>9,} {o.acknowledged:>9,} {o.stored:>9,} "
