@@ -49,6 +49,7 @@ import asyncpg
 from adapters import ADAPTERS, CLASSES
 from bench import durable, publisher
 from bench.messages import generate
+from ingest import topics
 from ingest.batch import Batch
 from ingest.dispatch import Dispatcher
 from ingest.localcluster import rabbit_cluster
@@ -397,6 +398,10 @@ def service_drain(
     # CPU per message below: the second start costs the same.
     startup_cpu = sum(proc_stats(w.pid)[0] for w in ws)
     stop(ws)
+    # A clean stop leaves the shared group and ends the session (expiry 0): park one
+    # per worker again, as a crashed worker would leave it, for the backlog to queue in.
+    for i in range(workers):
+        persistent_session(b.port, f"bench-worker-{i}", topics.subscription("gz", "ingest"), True)
     publisher.publish(b.port, msgs, procs)
     meters = CpuMeter(b.pid), CpuMeter(pg_pid)
     ws = [worker(b, url, i, ports[i], extra) for i in range(workers)]
