@@ -266,10 +266,10 @@ class _NoIntake:
     returns to the queue when the connection closes."""
 
     def on_messages(self, source: Source, epoch: Hashable, messages: Sequence[Message]) -> None:
-        pass
+        """Taken and never acknowledged: the queue gets them back on close."""
 
     def on_rejected(self, *args: Any) -> None:
-        pass
+        """The AMQP source refuses nothing itself."""
 
 
 async def declare_queue(url: str, queue: str = "ingest", prefix: str = "gz") -> None:
