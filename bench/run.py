@@ -154,7 +154,7 @@ def decode_rows(msgs: list[tuple[str, bytes]]) -> tuple[Batch, int]:
     batch = Batch(0.0)
     now = datetime.now(UTC)
     for topic, payload in msgs:
-        batch.add(d.decode(topic, payload, now), now, None)
+        batch.add(d.decode(topic, payload, now), now, topic, payload)
     return batch, batch.row_count
 
 
@@ -541,7 +541,37 @@ run(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
 """
 
 
-def versions() -> dict[str, str]:
+def python_build() -> str:
+    """Which interpreter ran the benchmark and whether it runs from a shared libpython:
+    on this machine Debian's /usr/bin/python3.11 (libpython linked into the binary)
+    spent about a quarter less CPU on the worker's code than pyenv's 3.11.7, built
+    --enable-shared (docs/scaling.md)."""
+    exe = getattr(sys, "_base_executable", sys.executable)
+    with open("/proc/self/maps") as f:
+        shared = "libpython" in f.read()
+    return f"{exe}, libpython {'shared' if shared else 'linked in'}"
+
+
+def cpu_reference() -> float:
+    """ns per step of a fixed pure-Python loop (dict look-ups, a float, a list
+    append), best of 5: the same code on the same interpreter, so that runs on
+    different days can be told apart by the machine's speed, not by the code."""
+
+    def loop() -> None:
+        d = {"a": 1, "b": 2.5}
+        out: list[float] = []
+        for i in range(100_000):
+            out.append(d["a"] * i + d.get("b", 0.0))
+
+    best_s = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        loop()
+        best_s = min(best_s, time.perf_counter() - t)
+    return best_s / 100_000 * 1e9
+
+
+def versions() -> dict[str, Any]:
     def out(cmd: list[str]) -> str:
         try:
             return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -553,6 +583,8 @@ def versions() -> dict[str, str]:
 
     return {
         "python": platform.python_version(),
+        "python_build": python_build(),
+        "cpu_reference_ns": round(cpu_reference(), 1),
         "machine": f"{os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
         "mosquitto": out(["dpkg-query", "-W", "-f=${Version}", "mosquitto"]),
@@ -805,6 +837,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "args": vars(args),
     }
+    v = res["versions"]
+    log(
+        f"Python {v['python']}, {v['python_build']}; CPU reference {v['cpu_reference_ns']} ns a step"
+        " (a fixed pure-Python loop: lower is a faster machine)"
+    )
     msgs = generate(args.messages)
     batch, rows = decode_rows(msgs)
     res["rows_per_msg"] = rows / len(msgs)
