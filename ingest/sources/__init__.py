@@ -16,10 +16,11 @@ the topic of its channel and the pipeline decodes it like an MQTT message.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Intake", "Message", "Source"]
+__all__ = ["Intake", "Message", "SocketReader", "Source"]
 
 # (topic, payload, token)
 Message = tuple[str, bytes, Any]
@@ -71,3 +72,35 @@ class Intake(Protocol):
     ) -> None:
         """A message the source itself refused (a frame that fails its protocol's
         validation): stored as a dead letter, then acknowledged like the rest."""
+
+
+class SocketReader:
+    """The pause/resume and `connected` of a source that reads one broker connection:
+    paused, it stops reading the socket, so TCP holds the broker's further messages
+    (an AMQP broker sends at most `prefetch` unacknowledged ones anyway). A source
+    that connects while paused starts its new connection paused (it checks
+    `_paused`). Subclasses set `_paused`, `_connected` and `_reading()`."""
+
+    _paused: bool
+    _connected: asyncio.Event
+
+    def _reading(self) -> asyncio.Transport | None:
+        """The transport of the current connection, if any."""
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        self._paused = True
+        transport = self._reading()
+        if transport is not None:
+            transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            transport = self._reading()
+            if transport is not None:
+                transport.resume_reading()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()

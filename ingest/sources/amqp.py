@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 from pamqp import heartbeat
 
 from ingest.config import AmqpConfig
-from ingest.sources import Intake
+from ingest.sources import Intake, SocketReader
 from ingest.sources import amqp_wire as wire
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class _Protocol(asyncio.Protocol):
         self.frames.put_nowait(None)
 
 
-class AmqpSource:
+class AmqpSource(SocketReader):
     name = "amqp"
 
     def __init__(self, cfg: AmqpConfig, prefix: str, intake: Intake) -> None:
@@ -167,22 +167,8 @@ class AmqpSource:
         if self._window.add(tokens):
             proto.write(wire.ack(CHANNEL, self._window.upto, True))
 
-    def pause(self) -> None:
-        """Stop reading the socket. The broker sends at most `prefetch`
-        unacknowledged messages anyway, so this only keeps the socket's buffer."""
-        self._paused = True
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            if self._proto is not None and self._proto.transport is not None:
-                self._proto.transport.resume_reading()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
+    def _reading(self) -> asyncio.Transport | None:
+        return self._proto.transport if self._proto is not None else None
 
     async def wait_connected(self) -> None:
         """Until the consumer is registered: from then on the queue delivers to us."""

@@ -35,7 +35,7 @@ from typing import Any
 from ingest import topics
 from ingest.config import ConfigError, MqttConfig
 from ingest.metrics import ServiceMetrics
-from ingest.sources import Intake
+from ingest.sources import Intake, SocketReader
 from ingest.sources import mqtt_wire as wire
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class _Protocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-class MqttSource:
+class MqttSource(SocketReader):
     name = "mqtt"
 
     def __init__(
@@ -205,21 +205,8 @@ class MqttSource:
         if ids:
             proto.transport.write(wire.pubacks(ids))
 
-    def pause(self) -> None:
-        """Stop reading the socket: the broker holds further messages."""
-        self._paused = True
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            if self._proto is not None and self._proto.transport is not None:
-                self._proto.transport.resume_reading()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
+    def _reading(self) -> asyncio.Transport | None:
+        return self._proto.transport if self._proto is not None else None
 
     @property
     def settled(self) -> bool:
