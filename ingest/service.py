@@ -27,6 +27,7 @@ from ingest.metrics import ServiceMetrics
 from ingest.migrate import migrate
 from ingest.pipeline import Pipeline
 from ingest.sources.amqp import AmqpSource
+from ingest.sources.connections import ConnectionRegistry
 from ingest.sources.mqtt import MqttRefused, MqttSource
 from ingest.sources.ocpp import OcppSource
 from ingest.sources.ocpp_store import OcppStore
@@ -177,6 +178,8 @@ class Service:
             self.ocpp = OcppSource(
                 self.cfg.ocpp, self.cfg.mqtt.prefix, self.pipeline, store, self.metrics.registry
             )
+        if self.sl651 is not None:
+            self.sl651.connection_registry = ConnectionRegistry(self.pool, self.cfg.mqtt.client_id, "sl651")
         edge_tasks = []
         for edge in self._edge():
             self.pipeline.sources.append(edge)

@@ -12,6 +12,7 @@ from aiohttp import web
 from ingest import audit
 from ingest.api.common import actor, bad, error, json_response, require
 from ingest.appctx import CTX
+from ingest.sources.connections import STALE_AFTER_S
 from ingest.sources.ocpp_store import new_key
 
 _CP_ID = re.compile(r"[A-Za-z0-9._:\-]{1,48}")
@@ -104,11 +105,22 @@ async def list_connections(request: web.Request) -> web.Response:
     if transport is not None and transport not in ("ocpp", "sl651"):
         bad("transport", "ocpp or sl651")
     rows = await request.app[CTX].pool.fetch(
-        """SELECT device_id, transport, worker, remote, connected_since FROM device_connections
-           WHERE $1::text IS NULL OR transport = $1 ORDER BY device_id""",
+        """SELECT c.device_id, c.transport, c.worker, c.remote, c.connected_since,
+                  w.seen_at AS worker_seen_at,
+                  w.seen_at IS NULL OR w.seen_at < now() - make_interval(secs => $2) AS stale
+           FROM device_connections c LEFT JOIN edge_workers w USING (worker, transport)
+           WHERE $1::text IS NULL OR c.transport = $1 ORDER BY c.device_id""",
         transport,
+        STALE_AFTER_S,
     )
-    items = [{**dict(r), "connected_since": r["connected_since"].isoformat()} for r in rows]
+    items = [
+        {
+            **dict(r),
+            "connected_since": r["connected_since"].isoformat(),
+            "worker_seen_at": r["worker_seen_at"] and r["worker_seen_at"].isoformat(),
+        }
+        for r in rows
+    ]
     return json_response({"items": items, "count": len(items)})
 
 

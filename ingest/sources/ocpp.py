@@ -149,7 +149,7 @@ class OcppSource:
             await old.ws.close(code=1000, message=b"superseded by a new connection")
         self._points[cp_id] = cp
         self._m_connections.set(len(self._points))
-        self.store.connected(cp_id, cp.remote, cp.since)
+        self.store.connections.connected(cp_id, cp.remote, cp.since)
         try:
             await self._serve(cp)
         finally:
@@ -157,7 +157,7 @@ class OcppSource:
             if self._points.get(cp_id) is cp:
                 del self._points[cp_id]
             self._m_connections.set(len(self._points))
-            self.store.disconnected(cp_id, cp.since)
+            self.store.connections.disconnected(cp_id, cp.since)
         return ws
 
     async def _authorised(self, request: web.Request, cp_id: str) -> bool:
@@ -310,9 +310,8 @@ class OcppSource:
         scheme = "wss" if tls else "ws"
         log.info("OCPP 1.6J central system on %s://%s:%s/ocpp/<id> (auth %s)",
                  scheme, self.cfg.host, self.port, self.cfg.auth)  # fmt: skip
-        await self.store.clear()
         self.listening.set()
-        flusher = asyncio.create_task(self.store.run(), name="ocpp-connections")
+        flusher = asyncio.create_task(self.store.connections.run(), name="ocpp-connections")
         try:
             await self._stopped.wait()
         finally:
@@ -333,7 +332,7 @@ class OcppSource:
         self._stopped.set()
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.store.flush()
+        await self.store.connections.flush()
 
 
 def _basic(header: str) -> tuple[str, str] | None:

@@ -1,15 +1,14 @@
 """What the OCPP central system keeps in PostgreSQL besides readings: charge point
-keys, idTags, transactions, and the table of connected devices (migration 006).
+keys, idTags and transactions (migration 006).
 
 Readings go through the pipeline like every other message; this module holds the
 few answers a central system must give from its own state (a transaction id, an
-idTag's status, whether a key is right) and the connection registry, written in
-batches so that a reconnect storm is a few statements, not one per charge point.
+idTag's status, whether a key is right); its `connections` are the registry of
+connected charge points (`ingest.sources.connections`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -17,10 +16,9 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import orjson
 
-from ingest.writer import TRANSIENT
+from ingest.sources.connections import ConnectionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +64,6 @@ INSERT INTO ocpp_orphan_stops (device_id, transaction_id, stopped_at, meter_stop
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
 ON CONFLICT DO NOTHING
 """
-_CONNECT = """
-INSERT INTO device_connections (device_id, transport, worker, remote, connected_since)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-ON CONFLICT (device_id) DO UPDATE SET transport = EXCLUDED.transport, worker = EXCLUDED.worker,
-    remote = EXCLUDED.remote, connected_since = EXCLUDED.connected_since
-"""
-_DISCONNECT = """
-DELETE FROM device_connections c USING unnest($1::text[], $2::timestamptz[]) AS g(device_id, since)
-WHERE c.device_id = g.device_id AND c.worker = $3 AND c.connected_since = g.since
-"""
 
 
 def _ts(text: str) -> datetime:
@@ -83,16 +71,9 @@ def _ts(text: str) -> datetime:
 
 
 class OcppStore:
-    def __init__(self, pool: Any, worker: str, transport: str = "ocpp") -> None:
+    def __init__(self, pool: Any, worker: str) -> None:
         self.pool = pool
-        self.worker = worker
-        self.transport = transport
-        # Connection changes waiting for the next flush: device -> (remote, since) or
-        # None for a hang-up of the connection that began at `since`.
-        self._connects: dict[str, tuple[str, datetime]] = {}
-        self._disconnects: dict[str, datetime] = {}
-        self._dirty = asyncio.Event()
-        self._flushing = asyncio.Lock()  # one flush at a time, so a flush sees the last one done
+        self.connections = ConnectionRegistry(pool, worker, "ocpp")
 
     # ---- answers ----
 
@@ -149,66 +130,3 @@ class OcppStore:
                 received_at,
             )
         return connector
-
-    # ---- the connection registry ----
-
-    def connected(self, device_id: str, remote: str, since: datetime) -> None:
-        self._connects[device_id] = (remote, since)
-        self._disconnects.pop(device_id, None)
-        self._dirty.set()
-
-    def disconnected(self, device_id: str, since: datetime) -> None:
-        pending = self._connects.get(device_id)
-        if pending is not None and pending[1] == since:
-            del self._connects[device_id]  # never written: nothing to remove
-        self._disconnects[device_id] = since
-        self._dirty.set()
-
-    async def clear(self) -> None:
-        """At start: this worker holds no connection yet."""
-        await self.pool.execute(
-            "DELETE FROM device_connections WHERE worker = $1 AND transport = $2", self.worker, self.transport
-        )
-
-    async def flush(self) -> bool:
-        """Write the pending connection changes; False (kept for the next flush) when the
-        database refused or is away: the registry of connections is advisory."""
-        async with self._flushing:
-            return await self._flush()
-
-    async def _flush(self) -> bool:
-        connects, self._connects = self._connects, {}
-        disconnects, self._disconnects = self._disconnects, {}
-        self._dirty.clear()
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                if disconnects:
-                    await conn.execute(
-                        _DISCONNECT, list(disconnects), list(disconnects.values()), self.worker
-                    )
-                if connects:
-                    devs = sorted(connects)
-                    await conn.execute(
-                        _CONNECT,
-                        devs,
-                        [self.transport] * len(devs),
-                        [self.worker] * len(devs),
-                        [connects[d][0] for d in devs],
-                        [connects[d][1] for d in devs],
-                    )
-        except (*TRANSIENT, asyncpg.PostgresError) as exc:
-            log.warning("connection registry not written (%s); retrying", exc.__class__.__name__)
-            for dev, v in connects.items():
-                self._connects.setdefault(dev, v)
-            for dev, since in disconnects.items():
-                self._disconnects.setdefault(dev, since)
-            self._dirty.set()
-            return False
-        return True
-
-    async def run(self, interval_s: float = 1.0) -> None:
-        """Write connection changes at most once per interval."""
-        while True:
-            await self._dirty.wait()
-            await self.flush()
-            await asyncio.sleep(interval_s)

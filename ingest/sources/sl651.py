@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ingest.config import Sl651Config
 from ingest.sources import Intake, Message
+from ingest.sources.connections import ConnectionRegistry
 from ingest.sources.sl651_link import EOT, ESC, Framer, Refused, Reply, Uplink, downlink
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class _Connection(asyncio.Protocol):
         self.framer = Framer(source.cfg.mode)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.since = datetime.now(UTC)
+        self.stations: set[str] = set()  # the addresses of its valid frames so far
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -60,9 +63,17 @@ class Sl651Source:
     name = "sl651"
 
     def __init__(
-        self, cfg: Sl651Config, prefix: str, intake: Intake, registry: CollectorRegistry | None = None
+        self,
+        cfg: Sl651Config,
+        prefix: str,
+        intake: Intake,
+        registry: CollectorRegistry | None = None,
+        connection_registry: ConnectionRegistry | None = None,
     ) -> None:
         self.cfg = cfg
+        # The stations connected now, by their valid frames' addresses (GET
+        # /api/v1/connections); None: not kept (no database)
+        self.connection_registry = connection_registry
         self.prefix = prefix
         self.intake = intake
         self._end = ESC if cfg.reply_end == "ESC" else EOT
@@ -105,6 +116,9 @@ class Sl651Source:
         self._m_connections.set(len(self._connections))
         if events:
             self._events(conn, events)
+        if self.connection_registry is not None:
+            for station in conn.stations:
+                self.connection_registry.disconnected(station, conn.since)
 
     def _events(self, conn: _Connection, events: list[Uplink | Refused]) -> None:
         skipped = conn.framer.garbage_bytes
@@ -117,6 +131,10 @@ class Sl651Source:
         for ev in events:
             if isinstance(ev, Uplink):
                 messages.append((self._topic(ev.station), ev.frame, ev.reply))
+                if ev.station not in conn.stations and self._accepting:
+                    conn.stations.add(ev.station)
+                    if self.connection_registry is not None:
+                        self.connection_registry.connected(ev.station, conn.peer, conn.since)
                 continue
             self._m_frames.labels("refused").inc()
             log.info("SL651 frame from %s refused: %s: %s", conn.peer, ev.reason, ev.detail)
@@ -172,7 +190,15 @@ class Sl651Source:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("SL651 centre listening on %s:%s (mode %s)", self.cfg.host, self.port, self.cfg.mode)
         self.listening.set()
-        await self._stopped.wait()
+        if self.connection_registry is None:
+            await self._stopped.wait()
+            return
+        keeper = asyncio.create_task(self.connection_registry.run(), name="sl651-connections")
+        try:
+            await self._stopped.wait()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
 
     async def stop_intake(self) -> None:
         """Accept no new stations and read no more frames; the pipeline then commits
@@ -190,3 +216,6 @@ class Sl651Source:
         self._stopped.set()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.connection_registry is not None:
+            await asyncio.sleep(0)  # the closed connections' connection_lost
+            await self.connection_registry.flush()

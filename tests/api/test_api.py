@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import shutil
 import subprocess
 import time
@@ -12,9 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
+from ingest.api import OPENAPI
 from ingest.service import Service
+from ingest.sources.connections import ConnectionRegistry
 from tests.indicators.plant import ADMIN, READ
 
 Fed = tuple[Service, str]
@@ -241,3 +245,27 @@ async def test_all_regions_in_one_call(fed: Fed) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 12 * 9 and {r["region"] for r in rows} == set(regions)
     assert all(r["as_of"] == body["as_of"] for r in rows)
+
+
+async def test_connections_name_their_worker_and_whether_it_is_stale(fed: Fed) -> None:
+    svc, base = fed
+    t = datetime(2026, 7, 1, 8, tzinfo=UTC)
+    live = ConnectionRegistry(svc.pool, "w-live", "ocpp")
+    live.connected("CP-1", "10.0.0.1:5000", t)
+    assert await live.flush()
+    silent = ConnectionRegistry(svc.pool, "w-silent", "sl651")
+    silent.connected("0012345678", "10.0.0.2:6000", t)
+    assert await silent.flush()
+    await svc.pool.execute(
+        "UPDATE edge_workers SET seen_at = now() - interval '45 s' WHERE worker = 'w-silent'"
+    )
+    status, body, _ = await get(f"{base}/api/v1/connections")
+    assert status == 200 and body["count"] == 2
+    schema = json.loads(OPENAPI.read_text())["components"]["schemas"]["Connection"]
+    for item in body["items"]:
+        jsonschema.validate(item, schema, format_checker=jsonschema.FormatChecker())
+    got = {i["device_id"]: (i["transport"], i["worker"], i["stale"]) for i in body["items"]}
+    assert got == {"CP-1": ("ocpp", "w-live", False), "0012345678": ("sl651", "w-silent", True)}
+    assert body["items"][1]["connected_since"] == t.isoformat()
+    status, body, _ = await get(f"{base}/api/v1/connections?transport=sl651")
+    assert [i["device_id"] for i in body["items"]] == ["0012345678"]

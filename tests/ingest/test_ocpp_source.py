@@ -205,12 +205,12 @@ async def test_upgrades_are_refused_without_the_right_key_path_or_subprotocol(db
             committer = asyncio.create_task(committing(intake))
             assert (await cp.call(call.Heartbeat())) is not None
             committer.cancel()
-            await src.store.flush()
+            await src.store.connections.flush()
             rows = await pool.fetch("SELECT device_id, transport, worker FROM device_connections")
             assert [tuple(r) for r in rows] == [("CP-1", "ocpp", "w1")]
         while src.connections:  # noqa: ASYNC110 - the server's handler ends on its own
             await asyncio.sleep(0.01)
-        await src.store.flush()
+        await src.store.connections.flush()
         assert await pool.fetchval("SELECT count(*) FROM device_connections") == 0
 
 
