@@ -79,7 +79,7 @@ class NatsCluster:
         ports = free_ports(3 * self.size)
         for i in range(self.size):
             p = ports[3 * i : 3 * i + 3]
-            self.nodes.append(Node(f"n{i + 1}", self.root / f"n{i + 1}", *p))
+            self.nodes.append(Node(f"n{i + 1}", self.root / f"n{i + 1}", p[0], p[1], p[2]))
 
     def _conf(self, node: Node) -> str:
         routes = ", ".join(f"nats-route://127.0.0.1:{n.peer_port}" for n in self.nodes if n is not node)

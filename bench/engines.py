@@ -279,7 +279,7 @@ async def leader_of(engine: Engine) -> Node:
 
 async def survival(engine: Engine, leader: bool, seconds: float) -> dict[str, Any]:
     """Publish to one node, SIGKILL it mid-stream, count what a survivor holds."""
-    cluster = engine.cluster
+    cluster: Any = engine.cluster  # RabbitCluster or NatsCluster: the same few methods
     lead = await leader_of(engine)
     entry = lead if leader else next(n for n in cluster.nodes if n is not lead)
     survivor = next(n for n in cluster.nodes if n is not entry)
@@ -338,25 +338,18 @@ async def _retrying(make: Callable[[], Awaitable[Any]], tries: int = 30) -> Any:
 async def backlog(engine: Engine, n: int) -> dict[str, Any]:
     """MQTT intake of n messages (16 connections over the three nodes), what they take on disk
     and in memory, then one plain consumer's drain of them with acks."""
-    cluster = engine.cluster
+    cluster: Any = engine.cluster  # RabbitCluster or NatsCluster: the same few methods
     disk0 = [dir_bytes(node.dir) for node in cluster.nodes]
     rss0 = [rss_bytes(node.proc.pid) for node in cluster.nodes if node.proc]
     msgs = generate(n, seed=7)
     parts = [msgs[i::CONNECTIONS] for i in range(CONNECTIONS)]
     t0 = time.perf_counter()
-    pubs = await asyncio.gather(
-        *(
-            _retrying(
-                lambda i=i: mqtt311.publish(
-                    cluster.nodes[i % len(cluster.nodes)].mqtt_port,
-                    parts[i],
-                    f"bl-{i}-{time.time_ns()}",
-                    window=100,
-                )
-            )
-            for i in range(CONNECTIONS)
-        )
-    )
+
+    def publishing(i: int) -> Callable[[], Awaitable[mqtt311.Published]]:
+        port = cluster.nodes[i % len(cluster.nodes)].mqtt_port
+        return lambda: mqtt311.publish(port, parts[i], f"bl-{i}-{time.time_ns()}", window=100)
+
+    pubs = await asyncio.gather(*(_retrying(publishing(i)) for i in range(CONNECTIONS)))
     intake = time.perf_counter() - t0
     acked = sum(len(p.acked) for p in pubs)
     await asyncio.sleep(2)
@@ -423,7 +416,7 @@ asyncio.run(main())
 
 async def dead_worker(engine: Engine, n: int = 2000) -> dict[str, Any]:
     """A consumer holds n unacked messages and is SIGKILLed: how long until another has them."""
-    cluster = engine.cluster
+    cluster: Any = engine.cluster  # RabbitCluster or NatsCluster: the same few methods
     msgs = generate(n, seed=11)
     await mqtt311.publish(cluster.nodes[0].mqtt_port, msgs, f"dw-{time.time_ns()}")
     holder = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block

@@ -38,6 +38,7 @@ from typing import Any
 import asyncpg
 import orjson
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.localservices import Broker, PrivatePostgres, broker, free_port, private_postgres, terminate
 
@@ -80,14 +81,14 @@ class Publisher:
         self.sent = 0
         self._infos: list[paho.MQTTMessageInfo] = []
         c = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id="fault-devices",
             clean_session=False,
             protocol=paho.MQTTv311,
         )
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
-        c.reconnect_delay_set(0.1, 1)
+        c.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # seconds; paho takes a float
         self.client = c
 
     def run(self) -> None:

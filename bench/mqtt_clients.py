@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -398,14 +398,14 @@ class GmqttImpl:
                 # gmqtt sends the PUBACK when the task finishes, with the returned
                 # int as reason code. Returning None raises inside gmqtt and no
                 # PUBACK is ever sent.
-                async def on_message(_c: Any, _t: str, payload: bytes, _q: int, _p: dict) -> int:
+                async def on_message(_c: Any, _t: str, payload: bytes, _q: int, _p: dict[str, Any]) -> int:
                     state.on_payload(payload)
                     await batcher.add(None)
                     state.on_acked(1)
                     return 0
             else:
 
-                def on_message(_c: Any, _t: str, payload: bytes, _q: int, _p: dict) -> int:  # type: ignore[misc]
+                def on_message(_c: Any, _t: str, payload: bytes, _q: int, _p: dict[str, Any]) -> int:  # type: ignore[misc]
                     state.on_payload(payload)
                     batcher.add(None)
                     return 0
@@ -413,7 +413,8 @@ class GmqttImpl:
                 batcher.on_commit = lambda items: state.on_acked(len(items))
             client.on_message = on_message
             await client.connect(HOST, self.cfg.port, version=MQTTv50)
-            return client.disconnect
+            disconnect: Callable[[], Awaitable[None]] = client.disconnect
+            return disconnect
 
         return await _drain_common(self.cfg, consume)
 
@@ -423,7 +424,7 @@ def _paho_connect_props(receive_maximum: int | None) -> Any:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = SESSION_EXPIRY_S
     if receive_maximum is not None:
         props.ReceiveMaximum = receive_maximum
@@ -432,9 +433,10 @@ def _paho_connect_props(receive_maximum: int | None) -> Any:
 
 def _paho_client(cfg: WorkerConfig, manual_ack: bool) -> Any:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     return mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=cfg.client_id,
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
@@ -654,7 +656,7 @@ class AiomqttImpl:
 
             async def reader() -> None:
                 async for message in client.messages:
-                    state.on_payload(message.payload)  # type: ignore[arg-type]
+                    state.on_payload(message.payload)
                     batcher.add(message.mid)
 
             task = asyncio.create_task(reader())
@@ -676,10 +678,17 @@ class OwnImpl:
         self.cfg = cfg
         self.variant = variant
 
-    def _source(self, sink: Callable[[list[tuple[str, bytes, int]], int], None]) -> Any:
+    def _source(self, sink: Callable[[Sequence[tuple[str, bytes, Any]], Hashable], None]) -> Any:
         from ingest.config import MqttConfig
         from ingest.metrics import ServiceMetrics
         from ingest.sources.mqtt import MqttSource
+
+        class Sink:  # the source's Intake: every read's messages to `sink`
+            def on_messages(self, source: Any, epoch: Hashable, messages: Sequence[Any]) -> None:
+                sink(messages, epoch)
+
+            def on_rejected(self, *_a: Any) -> None:
+                raise AssertionError("the benchmark's messages are all valid MQTT")
 
         mc = MqttConfig(
             url=f"mqtt://{HOST}:{self.cfg.port}",
@@ -687,36 +696,45 @@ class OwnImpl:
             session_expiry_s=SESSION_EXPIRY_S,
             receive_maximum=self.cfg.receive_maximum or 65535,
         )
-        return MqttSource(mc, sink, ServiceMetrics())
+        return MqttSource(mc, Sink(), ServiceMetrics())
 
     async def setup(self) -> None:
+        """Subscribe, then go as a crashed worker goes, so the session stays parked
+        for the backlog (a clean close() would end it)."""
         source = self._source(lambda *_a: None)
         task = asyncio.create_task(source.run())
         await asyncio.wait_for(source.wait_subscribed(), 10)
-        await source.stop()
-        await asyncio.wait_for(task, 10)
+        transport = source._reading()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if transport is not None:
+            transport.abort()
 
     async def drain(self) -> dict[str, Any]:
         holder: dict[str, Any] = {}
 
         def make_on_commit(state: DrainState) -> Callable[[list[Any]], None]:
             def on_commit(tokens: list[Any]) -> None:
-                holder["source"].ack(tokens)  # all PUBACKs of the batch in one write
+                by_epoch: dict[Hashable, list[Any]] = {}
+                for epoch, pid in tokens:
+                    by_epoch.setdefault(epoch, []).append(pid)
+                for epoch, pids in by_epoch.items():
+                    holder["source"].ack(epoch, pids)  # all PUBACKs of the batch in one write
                 state.on_acked(len(tokens))
 
             return on_commit
 
         async def consume(state: DrainState, batcher: Batcher) -> Callable[[], Awaitable[None]]:
-            def sink(messages: list[tuple[str, bytes, int]], gen: int) -> None:
+            def sink(messages: Sequence[tuple[str, bytes, Any]], epoch: Hashable) -> None:
                 for _, payload, pid in messages:
                     state.on_payload(payload)
-                    batcher.add((gen, pid))
+                    batcher.add((epoch, pid))
 
             source = holder["source"] = self._source(sink)
             task = asyncio.create_task(source.run())
 
             async def disconnect() -> None:
-                await source.stop()
+                await source.close()
                 await asyncio.wait_for(task, 10)
 
             return disconnect
