@@ -1,7 +1,7 @@
 """AMQP source: the durable, clustered transport (docs/transport.md).
 
 Devices publish MQTT to the RabbitMQ cluster's MQTT listener; the MQTT plugin puts
-each message on `amq.topic` with the topic as routing key ('/' and '.' swapped), and
+each message on `amq.topic` with the topic as routing key (`/` made `.`), and
 a replicated quorum queue bound to `<prefix>.v1.#` keeps it on disk on a majority of
 the nodes before the device gets its PUBACK, whether or not a worker is connected.
 Workers consume that one queue over AMQP 0-9-1 with manual acknowledgements; the
@@ -45,9 +45,22 @@ CHANNEL = 1
 _FATAL = {403: "access refused", 404: "not found", 406: "precondition failed", 530: "not allowed"}
 
 
-def topic_of(routing_key: str) -> str:
-    """The MQTT topic of a routing key the MQTT plugin made (it swaps '/' and '.')."""
-    return routing_key.translate(_SWAP)
+def topic_of(routing_key: str, prefix: str) -> str:
+    """The MQTT topic of a routing key RabbitMQ's MQTT plugin made. It turns each `/`
+    into `.` and, on 3.10 (seen on 3.10.8), leaves a `.` as it is, so a device id's `.`
+    reads as a separator: the topic grammar `<prefix>/v1/<class>/<device_id>/<channel>`
+    (no `.` in a class or a channel) puts the id back together. A key with a `/` comes
+    from a release that swaps the two, and is swapped back. A key of another shape is
+    returned with its `.` as `/`, for the dispatcher's dead letter to name."""
+    if "/" in routing_key:
+        return routing_key.translate(_SWAP)
+    head = prefix.replace("/", ".") + ".v1."
+    if routing_key.startswith(head):
+        cls, _, rest = routing_key[len(head) :].partition(".")
+        device, dot, channel = rest.rpartition(".")
+        if cls and dot and device and channel:
+            return f"{prefix}/v1/{cls}/{device}/{channel}"
+    return routing_key.replace(".", "/")
 
 
 class AckWindow:
@@ -125,7 +138,9 @@ class _Protocol(asyncio.Protocol):
                 self.frames.put_nowait(f)
         src = self.source
         if deliveries and src._accepting and self.epoch:
-            src.intake.on_messages(src, self.epoch, [(topic_of(k), b, t) for k, b, t in deliveries])
+            src.intake.on_messages(
+                src, self.epoch, [(topic_of(k, src.prefix), b, t) for k, b, t in deliveries]
+            )
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -89,7 +89,9 @@ async def ready_count(url: str, queue: str) -> int:
 
 async def test_published_messages_arrive_and_acks_empty_the_queue(rabbit: RabbitCluster, lane: Lane) -> None:
     prefix, queue = lane
-    msgs = messages(prefix, 3000)
+    # device ids with dots and colons come back whole (RabbitMQ keeps a '.' as '.')
+    dotted = [(f"{prefix}/v1/charger/ch.{i}:a.b/telemetry", b"{}") for i in range(20)]
+    msgs = messages(prefix, 3000) + dotted
     rec = Recorder(hold=3)
     cfg = AmqpConfig(url=rabbit.amqp_urls, queue=queue, prefetch=500, declare=False)
     async with consuming(cfg, prefix, rec):

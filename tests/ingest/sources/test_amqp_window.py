@@ -41,6 +41,15 @@ def test_any_commit_order(n: int, batch: int, rnd: random.Random) -> None:
 
 
 def test_topics_come_back() -> None:
-    # the MQTT plugin swaps '/' and '.' between topics and routing keys
-    assert topic_of("gz.v1.charger.ch-00001.telemetry") == "gz/v1/charger/ch-00001/telemetry"
-    assert topic_of("gz.v1.charger.ch/1.telemetry") == "gz/v1/charger/ch.1/telemetry"
+    # RabbitMQ 3.10's MQTT plugin turns '/' into '.' and keeps a '.' (seen on 3.10.8:
+    # tests/ingest/sources/test_amqp_devices.py publishes a dotted id through it)
+    assert topic_of("gz.v1.charger.ch-00001.telemetry", "gz") == "gz/v1/charger/ch-00001/telemetry"
+    assert topic_of("gz.v1.charger.ch.1.telemetry", "gz") == "gz/v1/charger/ch.1/telemetry"
+    assert topic_of("gz.v1.reservoir.a.b.c:d.sl651", "gz") == "gz/v1/reservoir/a.b.c:d/sl651"
+    assert topic_of("gz.prod.v1.charger.ch.1.status", "gz/prod") == "gz/prod/v1/charger/ch.1/status"
+    # a release that swaps the two
+    assert topic_of("gz.v1.charger.ch/1.telemetry", "gz") == "gz/v1/charger/ch.1/telemetry"
+    # other shapes keep their separators, for the dead letter to name them
+    assert topic_of("gz.v2.charger.ch-1.telemetry", "gz") == "gz/v2/charger/ch-1/telemetry"
+    assert topic_of("gz.v1.charger", "gz") == "gz/v1/charger"
+    assert topic_of("other.v1.charger.ch-1.telemetry", "gz") == "other/v1/charger/ch-1/telemetry"
