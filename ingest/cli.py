@@ -93,6 +93,23 @@ def cmd_drain_session(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_durable_device(args: argparse.Namespace) -> int:
+    from ingest import durable_users
+
+    cfg = _load(args)
+    password = args.password or durable_users.new_password()
+    try:
+        commands = durable_users.device_commands(args.device_id, password, cfg.mqtt.prefix, args.vhost)
+    except ValueError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
+    print(f"# device {args.device_id}: MQTT user name and client id {args.device_id}, password {password}")
+    print("# run them on a RabbitMQ node (docker-compose exec rabbitmq-1 sh), or pipe them to sh there")
+    for c in commands:
+        print(durable_users.shell(c))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from ingest import migrate
 
@@ -263,6 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drain.add_argument("client_id", metavar="CLIENT_ID", help="the departed worker's mqtt.client_id")
     drain.set_defaults(func=cmd_drain_session)
+
+    dev = sub.add_parser(
+        "durable-device",
+        help="print the rabbitmqctl commands that add a device's user on the durable transport",
+        description="Print the rabbitmqctl commands that create DEVICE_ID's user on the durable "
+        "transport's RabbitMQ nodes and let it publish only under its own id "
+        "(<prefix>/v1/<class>/DEVICE_ID/telemetry, sl651, ocpp, status) and subscribe only "
+        "to its own commands (.../DEVICE_ID/cmd/#), as deploy/mosquitto/acl does on a plain "
+        "Mosquitto. The device connects with user name and client id DEVICE_ID. Nothing is "
+        "run: the commands go to a shell on a node. The prefix is mqtt.prefix.",
+    )
+    dev.add_argument("device_id", metavar="DEVICE_ID", help="the device id (its MQTT user name)")
+    dev.add_argument("--password", help="the device's password (default: 32 random characters, printed)")
+    dev.add_argument("--vhost", default="/", help="the RabbitMQ virtual host (default /)")
+    dev.set_defaults(func=cmd_durable_device)
 
     mig = sub.add_parser(
         "migrate",
