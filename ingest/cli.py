@@ -103,8 +103,12 @@ def cmd_durable_device(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2
-    print(f"# device {args.device_id}: MQTT user name and client id {args.device_id}, password {password}")
-    print("# run them on a RabbitMQ node (docker-compose exec rabbitmq-1 sh), or pipe them to sh there")
+    # The commands on stdout (to pipe into a node's shell), the password on stderr (to see).
+    print(
+        f"device {args.device_id}: MQTT user name and client id {args.device_id}, password {password}\n"
+        "run the commands on a RabbitMQ node: ... | docker-compose exec -T rabbitmq-1 sh",
+        file=sys.stderr,
+    )
     for c in commands:
         print(durable_users.shell(c))
     return 0
