@@ -39,20 +39,10 @@ def setup(cluster: RabbitCluster) -> None:
 
 def preload(cluster: RabbitCluster, msgs: Sequence[tuple[str, bytes]]) -> float:
     """Publish the backlog; returns the cluster's MQTT intake in msgs/s."""
-    parts = [msgs[i::CONNECTIONS] for i in range(CONNECTIONS)]
+    ports = [n.mqtt_port for n in cluster.nodes]
 
     async def go() -> int:
-        res = await asyncio.gather(
-            *(
-                mqtt311.publish(
-                    cluster.nodes[i % len(cluster.nodes)].mqtt_port,
-                    parts[i],
-                    f"bench-dur-{i}-{time.time_ns()}",
-                    window=100,
-                )
-                for i in range(CONNECTIONS)
-            )
-        )
+        res = await mqtt311.publish_spread(ports, msgs, "bench-dur", CONNECTIONS)
         return sum(len(r.acked) for r in res)
 
     t0 = time.perf_counter()

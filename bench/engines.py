@@ -342,14 +342,9 @@ async def backlog(engine: Engine, n: int) -> dict[str, Any]:
     disk0 = [dir_bytes(node.dir) for node in cluster.nodes]
     rss0 = [rss_bytes(node.proc.pid) for node in cluster.nodes if node.proc]
     msgs = generate(n, seed=7)
-    parts = [msgs[i::CONNECTIONS] for i in range(CONNECTIONS)]
+    ports = [node.mqtt_port for node in cluster.nodes]
     t0 = time.perf_counter()
-
-    def publishing(i: int) -> Callable[[], Awaitable[mqtt311.Published]]:
-        port = cluster.nodes[i % len(cluster.nodes)].mqtt_port
-        return lambda: mqtt311.publish(port, parts[i], f"bl-{i}-{time.time_ns()}", window=100)
-
-    pubs = await asyncio.gather(*(_retrying(publishing(i)) for i in range(CONNECTIONS)))
+    pubs = await mqtt311.publish_spread(ports, msgs, "bl", CONNECTIONS, attempt=_retrying)
     intake = time.perf_counter() - t0
     acked = sum(len(p.acked) for p in pubs)
     await asyncio.sleep(2)
@@ -359,17 +354,7 @@ async def backlog(engine: Engine, n: int) -> dict[str, Any]:
     got, drain = await engine.drain(lead, acked, idle=10.0)
     extra: dict[str, Any] = {}
     if isinstance(engine, Rabbit):  # the same backlog again, drained by aiormq
-        await asyncio.gather(
-            *(
-                mqtt311.publish(
-                    cluster.nodes[i % len(cluster.nodes)].mqtt_port,
-                    parts[i],
-                    f"bl2-{i}-{time.time_ns()}",
-                    window=100,
-                )
-                for i in range(CONNECTIONS)
-            )
-        )
+        await mqtt311.publish_spread(ports, msgs, "bl2", CONNECTIONS)
         got2, drain2 = await engine.drain_aiormq(lead, acked, idle=10.0)
         extra["aiormq_drain_msgs_s"] = round(got2 / drain2) if drain2 else 0
     payload = sum(len(p) for _, p in msgs) / n

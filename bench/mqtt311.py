@@ -9,17 +9,12 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from bench.publisher import keep_pace
+from ingest.sources import mqtt_wire as wire
 
 
 def _str(s: bytes) -> bytes:
@@ -28,12 +23,12 @@ def _str(s: bytes) -> bytes:
 
 def connect_packet(client_id: str, keepalive: int = 60) -> bytes:
     body = _str(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive) + _str(client_id.encode())
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + wire.varint(len(body)) + body
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
     body = _str(topic.encode()) + struct.pack("!H", packet_id) + payload
-    return b"\x32" + _varint(len(body)) + body
+    return b"\x32" + wire.varint(len(body)) + body
 
 
 @dataclass
@@ -141,11 +136,7 @@ async def publish(
             writer.write(publish_packet(topic, payload, pid))
             out.sent = i + 1
             if i % 128 == 127:
-                await writer.drain()
-                if rate:
-                    ahead = (i + 1) / rate - (time.perf_counter() - t0)
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
+                await keep_pace(writer, i + 1, rate, t0)
         await writer.drain()
     except (ConnectionError, OSError) as exc:
         out.error = str(exc) or type(exc).__name__
@@ -157,3 +148,28 @@ async def publish(
         writer.close()
     rt.cancel()
     return out
+
+
+async def publish_spread(
+    ports: Sequence[int],
+    msgs: Sequence[tuple[str, bytes]],
+    tag: str,
+    connections: int = 16,
+    window: int = 100,
+    attempt: Callable[[Callable[[], Awaitable[Published]]], Awaitable[Any]] | None = None,
+) -> list[Published]:
+    """`msgs` over `connections` connections at once, message i on connection
+    i % connections, the connections round-robin over `ports` (a cluster's nodes), as a
+    fleet of devices publishes. `attempt` runs each connection's publish (a retrying
+    wrapper, say); by default it is awaited once."""
+    parts = [msgs[i::connections] for i in range(connections)]
+
+    def one(i: int) -> Callable[[], Awaitable[Published]]:
+        port = ports[i % len(ports)]
+        return lambda: publish(port, parts[i], f"{tag}-{i}-{time.time_ns()}", window=window)
+
+    def once(make: Callable[[], Awaitable[Published]]) -> Awaitable[Published]:
+        return make()
+
+    run = attempt or once
+    return list(await asyncio.gather(*(run(one(i)) for i in range(connections))))

@@ -12,6 +12,15 @@ from collections.abc import Sequence
 from ingest.sources import mqtt_wire as wire
 
 
+async def keep_pace(writer: asyncio.StreamWriter, sent: int, rate: float, t0: float) -> None:
+    """Flush the socket; with a rate (msgs/s), wait until `sent` messages are due."""
+    await writer.drain()
+    if rate:
+        ahead = sent / rate - (time.perf_counter() - t0)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
 async def _publish(
     port: int, msgs: Sequence[tuple[str, bytes]], client_id: str, rate: float, window: int
 ) -> float:
@@ -62,11 +71,7 @@ async def _publish(
             topic, payload = msgs[i]
             writer.write(wire.publish(topic, payload, pid))
         if i % 256 == 255:
-            await writer.drain()
-            if rate:
-                ahead = (i + 1) / rate - (time.perf_counter() - t0)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            await keep_pace(writer, i + 1, rate, t0)
     await writer.drain()
     if total:
         await done.wait()
