@@ -153,6 +153,11 @@ def service_drain(
     if not t_end:
         raise RuntimeError("the worker did not drain the durable backlog in time")
     drained = len(msgs) - first_count
+    if not drained:
+        raise RuntimeError(
+            f"the worker committed all {len(msgs):,} messages between two 50-ms samples: too few to"
+            " time; use a larger backlog (--durable-messages 10000 or more)"
+        )
     return {
         "workers": 1,
         "messages": len(msgs),
