@@ -15,13 +15,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
-from ocpp.v16 import ChargePoint, call
+from ocpp.v16 import call
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from adapters.sl651 import crc16_modbus
 from ingest.config import Config, DatabaseConfig, HttpConfig, MqttConfig, OcppConfig, Sl651Config, Token
 from ingest.service import Service
+from tests.ingest.test_ocpp_source import charge_point
 from tests.ingest.test_sl651_link import OBS, STATION, packets, report
 from tests.services import Broker, running
 
@@ -53,19 +54,6 @@ async def provision(svc: Service, cp_id: str) -> str:
         return key
 
 
-@asynccontextmanager
-async def charge_point(svc: Service, cp_id: str, key: str) -> AsyncIterator[ChargePoint]:
-    assert svc.ocpp is not None
-    url = f"ws://{cp_id}:{key}@127.0.0.1:{svc.ocpp.port}/ocpp/{cp_id}"
-    async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-        cp = ChargePoint(cp_id, ws, response_timeout=20)
-        runner = asyncio.create_task(cp.start())
-        try:
-            yield cp
-        finally:
-            runner.cancel()
-
-
 def meter(wh: float, ts: str = T0, **extra: str) -> list[dict[str, Any]]:
     sample = {"value": str(wh), "measurand": "Energy.Active.Import.Register", **extra}
     return [{"timestamp": ts, "sampled_value": [sample]}]
@@ -84,7 +72,7 @@ async def test_charge_points_rows_registry_dead_letters_and_replays(db_url: str,
         keys = {f"CP-{n}": await provision(svc, f"CP-{n}") for n in range(3)}
 
         async def session(cp_id: str) -> None:
-            async with charge_point(svc, cp_id, keys[cp_id]) as cp:
+            async with charge_point(svc.ocpp, cp_id, keys[cp_id]) as cp:
                 boot = call.BootNotification("AC-7", "StarCharge", charge_point_serial_number="SN1",
                                              firmware_version="1.2")  # fmt: skip
                 assert (await cp.call(boot)).status == "Accepted"
@@ -141,7 +129,7 @@ async def test_no_answer_before_the_commit(db_url: str, mqtt_broker: Broker) -> 
         key = await provision(svc, "CP-9")
         assert svc.sl651 is not None
         reader, writer = await asyncio.open_connection("127.0.0.1", svc.sl651.port)
-        async with charge_point(svc, "CP-9", key) as cp:
+        async with charge_point(svc.ocpp, "CP-9", key) as cp:
             await cp.call(call.Heartbeat())  # the registry row exists: the held write is the readings'
             writer.write(report(serial=1))
             await reader.readexactly(25)
@@ -186,4 +174,3 @@ async def test_an_rtu_rows_once_bad_frames_dead_letters(db_url: str, mqtt_broker
         cls = await svc.pool.fetchval("SELECT class FROM devices WHERE device_id = $1", STATION)
         assert cls == "reservoir"
         writer.close()
-

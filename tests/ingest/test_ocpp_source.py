@@ -50,7 +50,7 @@ async def charge_point(src: OcppSource, cp_id: str, key: str | None = None) -> A
     auth = f"{cp_id}:{key}@" if key is not None else ""
     url = f"ws://{auth}127.0.0.1:{src.port}/ocpp/{cp_id}"
     async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-        cp = ChargePoint(cp_id, ws, response_timeout=10)
+        cp = ChargePoint(cp_id, ws, response_timeout=20)  # a commit can wait on a held lock
         runner = asyncio.create_task(cp.start())
         try:
             yield cp

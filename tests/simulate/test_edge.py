@@ -5,7 +5,6 @@ and a short real run into the real service."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import UTC, datetime
 
 import orjson
@@ -13,12 +12,12 @@ import orjson
 from adapters import Topic
 from adapters import ocpp as ocpp_adapter
 from adapters import sl651 as sl651_adapter
-from ingest.config import Config, DatabaseConfig, HttpConfig, MqttConfig, OcppConfig, Sl651Config, Token
 from ingest.simulate import Message
 from ingest.simulate.cli import main
 from ingest.simulate.edge import ocpp_calls, sl651_address, sl651_frame
 from ingest.sources.ocpp_calls import Call, parse
-from tests.services import Broker, running
+from tests.ingest.test_edge_service import ADMIN, service
+from tests.services import Broker
 
 RX = datetime(2026, 1, 13, tzinfo=UTC)
 
@@ -60,21 +59,11 @@ def test_reservoir_reports_become_frames_with_the_same_readings(mixed_run: list[
 
 
 async def test_a_short_run_lands_through_both_endpoints(db_url: str, mqtt_broker: Broker) -> None:
-    admin = "sim-admin"
-    cfg = Config(
-        mqtt=MqttConfig(url=f"mqtt://127.0.0.1:{mqtt_broker.port}"),
-        database=DatabaseConfig(url=db_url),
-        http=HttpConfig(port=0, tokens=(Token("ops", "admin", hashlib.sha256(admin.encode()).hexdigest()),)),
-        ocpp=OcppConfig(enabled=True, port=0),
-        sl651=Sl651Config(enabled=True, port=0),
-    )
-    async with running(cfg) as svc:
+    async with service(db_url, mqtt_broker) as svc:
         assert svc.ocpp is not None and svc.sl651 is not None
-        await svc.ocpp.listening.wait()
-        await svc.sl651.listening.wait()
         argv = ["--port", str(mqtt_broker.port), "--scale", "0.001", "--classes", "charger,reservoir",
                 "--speed", "0", "--messages", "300", "--quiet", "--client-id", "sim-edge",
-                "--provision", f"http://127.0.0.1:{svc.http_port}", "--token", admin,
+                "--provision", f"http://127.0.0.1:{svc.http_port}", "--token", ADMIN,
                 "--via", "ocpp-ws,sl651-tcp", "--ocpp-url", f"ws://127.0.0.1:{svc.ocpp.port}/ocpp",
                 "--sl651", f"127.0.0.1:{svc.sl651.port}"]  # fmt: skip
         assert await asyncio.to_thread(main, argv) == 0
